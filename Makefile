@@ -1,0 +1,44 @@
+# ftc developer tasks. `make demo` and `make test` work on a fresh machine with Python 3.10+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := .ftc-demo
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install test lint demo regen bench clean
+
+# torch is pinned in the same pip command as everything else: without the pin, deepspeed/peft
+# would pull a multi-GB CUDA build of torch.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[runtime,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/python -m pytest -n 2 -q
+
+demo: install
+	$(BIN)/python -m ftc.tiny --model-dir $(DEMO)/tiny-llama --data-dir $(DEMO)/data
+	$(BIN)/ftc compile examples/tiny-cpu.yaml -o $(DEMO)/out
+	$(BIN)/python $(DEMO)/out/train.py
+	@echo
+	@echo "Trained adapter: $(DEMO)/output/final"
+	@echo "Metrics:         $(DEMO)/output/metrics.json"
+
+regen: install
+	$(BIN)/python scripts/regen.py
+
+bench: install
+	$(BIN)/python scripts/bench_compile.py
+
+clean:
+	rm -rf $(DEMO) .cache .pytest_cache build dist *.egg-info

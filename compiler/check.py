@@ -1,0 +1,301 @@
+"""Check: cross-field rules on the resolved spec, each with a code, a pointer and a reason.
+
+Errors (E3xx) stop compilation; warnings (W4xx) are the seed's best-practice lints and other
+advice, errors under `--strict`. Every rule has a passing and a failing example in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import resolve
+from .diagnostics import Diagnostic, Position, error, warning
+from .gpus import GPUS
+from .validate import sort_diagnostics
+
+MULTI_NODE_TARGETS = ("indexed-job", "pytorchjob", "trainjob", "jobset")
+SUPPORTED_TARGETS = ("job",)
+RESERVED_ENV = ("HOME", "HF_HOME", "TRITON_CACHE_DIR", "TORCH_EXTENSIONS_DIR", "PYTHONUNBUFFERED",
+                "HF_HUB_DISABLE_TELEMETRY", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
+                "LOCAL_RANK", "NODE_RANK")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a rule may read: the resolved spec, what the user wrote, and where it was written."""
+
+    spec: dict[str, Any]
+    raw: dict[str, Any]
+    positions: Mapping[str, Position]
+    rows: int | None  # training rows counted from a local file, else data.num_examples, else None
+
+    def at(self, pointer: str) -> Position | None:
+        while True:
+            if pointer in self.positions:
+                return self.positions[pointer]
+            if not pointer:
+                return None
+            pointer = pointer.rsplit("/", 1)[0]
+
+    def written(self, *path: str) -> bool:
+        node: Any = self.raw
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return False
+            node = node[key]
+        return True
+
+
+Rule = Callable[[Context], Iterator[Diagnostic]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def _e(ctx: Context, code: str, pointer: str, message: str, hint: str | None = None) -> Diagnostic:
+    return error(code, pointer, message, ctx.at(pointer), hint)
+
+
+def _w(ctx: Context, code: str, pointer: str, message: str, hint: str | None = None) -> Diagnostic:
+    return warning(code, pointer, message, ctx.at(pointer), hint)
+
+
+@rule
+def batch_triad(ctx: Context) -> Iterator[Diagnostic]:
+    declared = ctx.spec["training"]["global_batch_size"]
+    actual = resolve.global_batch_size(ctx.spec)
+    if declared is not None and declared != actual:
+        t = ctx.spec["training"]
+        per_step = t["micro_batch_size"] * resolve.world_size(ctx.spec)
+        hint = None
+        if declared % per_step == 0:
+            hint = f"set training.gradient_accumulation_steps to {declared // per_step}"
+        yield _e(ctx, "E301", "/training/global_batch_size",
+                 f"global batch {declared} does not match micro_batch_size {t['micro_batch_size']} × "
+                 f"gradient_accumulation_steps {t['gradient_accumulation_steps']} × "
+                 f"{resolve.world_size(ctx.spec)} GPUs = {actual}", hint)
+
+
+@rule
+def gpus_per_node(ctx: Context) -> Iterator[Diagnostic]:
+    res = ctx.spec["resources"]
+    gpu = GPUS[res["gpu"]]
+    if res["gpus_per_node"] > gpu.max_per_node:
+        yield _e(ctx, "E302", "/resources/gpus_per_node",
+                 f"{res['gpus_per_node']} GPUs per node: no machine offers more than "
+                 f"{gpu.max_per_node} {gpu.name}",
+                 "use more nodes with fewer GPUs each")
+
+
+@rule
+def multi_node_target(ctx: Context) -> Iterator[Diagnostic]:
+    k8s = ctx.spec["kubernetes"]
+    if k8s is None:
+        return
+    if ctx.spec["resources"]["nodes"] > 1 and k8s["target"] not in MULTI_NODE_TARGETS:
+        yield _e(ctx, "E303", "/kubernetes/target",
+                 f"{ctx.spec['resources']['nodes']} nodes need a multi-node target, not '{k8s['target']}'",
+                 f"set kubernetes.target to one of: {', '.join(MULTI_NODE_TARGETS)}")
+    elif k8s["target"] not in SUPPORTED_TARGETS:
+        yield _e(ctx, "E310", "/kubernetes/target",
+                 f"target '{k8s['target']}' is not available in this version of ftc",
+                 "use kubernetes.target: job (one node)")
+
+
+@rule
+def precision_vs_gpu(ctx: Context) -> Iterator[Diagnostic]:
+    gpu = GPUS[ctx.spec["resources"]["gpu"]]
+    if gpu.bf16:
+        return
+    if ctx.spec["training"]["precision"] == "bf16":
+        yield _e(ctx, "E304", "/training/precision", f"{gpu.name} has no bfloat16 support",
+                 "use training.precision: fp16 (or a GPU of the Ampere generation or newer)")
+    quant = ctx.spec["method"]["quantization"]
+    if quant is not None and quant["compute_dtype"] == "bf16" and ctx.written("method", "quantization"):
+        yield _e(ctx, "E304", "/method/quantization/compute_dtype", f"{gpu.name} has no bfloat16 support",
+                 "use compute_dtype: fp16")
+
+
+@rule
+def qlora_zero3(ctx: Context) -> Iterator[Diagnostic]:
+    quant = ctx.spec["method"]["quantization"]
+    ds = ctx.spec["performance"]["deepspeed"]
+    if quant is not None and quant["bits"] == 4 and ds is not None and ds["stage"] == 3:
+        yield _e(ctx, "E305", "/performance/deepspeed/stage",
+                 "4-bit quantized training with ZeRO-3 crashes at the first checkpoint save "
+                 "(bitsandbytes packed weights cannot be gathered)",
+                 "use deepspeed stage 2 with QLoRA")
+
+
+@rule
+def quantization_needs_peft(ctx: Context) -> Iterator[Diagnostic]:
+    method = ctx.spec["method"]
+    if method["type"] == "full" and method["quantization"] is not None:
+        yield _e(ctx, "E306", "/method/quantization",
+                 "quantized (4/8-bit) weights cannot be trained directly: "
+                 "full fine-tuning needs 16/32-bit weights",
+                 "use method.type: qlora, or lora with quantization, or drop quantization")
+    if method["type"] == "qlora" and method["quantization"]["bits"] != 4:
+        yield _e(ctx, "E307", "/method/quantization/bits", "qlora means a 4-bit base",
+                 "for an 8-bit base use method.type: lora with quantization.bits: 8")
+
+
+@rule
+def method_blocks(ctx: Context) -> Iterator[Diagnostic]:
+    method = ctx.spec["method"]
+    kind = method["type"]
+    if method["lora"] is not None and kind not in resolve.LORA_METHODS:
+        yield _e(ctx, "E308", "/method/lora", f"method.lora is set but method.type is '{kind}'",
+                 "remove method.lora or use lora, qlora or dora")
+    if method["prompt"] is not None and kind not in resolve.PROMPT_METHODS:
+        yield _e(ctx, "E308", "/method/prompt", f"method.prompt is set but method.type is '{kind}'",
+                 "remove method.prompt or use prompt_tuning, p_tuning or prefix_tuning")
+    if method["adapter"] is not None and kind != "adapter":
+        yield _e(ctx, "E308", "/method/adapter", f"method.adapter is set but method.type is '{kind}'",
+                 "remove method.adapter or use method.type: adapter")
+    if kind == "adapter" and method["adapter"] is None:
+        yield _e(ctx, "E309", "/method", "method.type adapter needs method.adapter with a kind",
+                 "add method.adapter: {kind: ia3}  (ia3, loha, lokr or llama_adapter)")
+
+
+@rule
+def attention_kernel(ctx: Context) -> Iterator[Diagnostic]:
+    if ctx.spec["performance"]["attention"] != "flash_attention_2":
+        return
+    if ctx.spec["training"]["precision"] == "fp32":
+        yield _e(ctx, "E311", "/performance/attention", "flash_attention_2 runs only in fp16 or bf16",
+                 "use training.precision: bf16, or attention: sdpa")
+    gpu = GPUS[ctx.spec["resources"]["gpu"]]
+    if not gpu.flash_attention_2:
+        yield _e(ctx, "E311", "/performance/attention",
+                 f"FlashAttention 2 does not support {gpu.name} ({gpu.architecture})", "use attention: sdpa")
+
+
+@rule
+def deepspeed_offload(ctx: Context) -> Iterator[Diagnostic]:
+    ds = ctx.spec["performance"]["deepspeed"]
+    if ds is None:
+        return
+    if ds["offload_params"] != "none" and ds["stage"] != 3:
+        yield _e(ctx, "E312", "/performance/deepspeed/offload_params",
+                 f"parameter offload needs ZeRO stage 3, not {ds['stage']}", "set deepspeed.stage: 3")
+    if ds["offload_optimizer"] != "none" and ds["stage"] == 0:
+        yield _e(ctx, "E312", "/performance/deepspeed/offload_optimizer",
+                 "optimizer offload needs ZeRO stage 1, 2 or 3", "set deepspeed.stage: 2")
+    offload = ds["offload_optimizer"] != "none" or ds["offload_params"] != "none"
+    if resolve.world_size(ctx.spec) == 1 and not offload:
+        yield _w(ctx, "W408", "/performance/deepspeed",
+                 "DeepSpeed ZeRO on one GPU without offload partitions nothing and only adds overhead",
+                 "use performance.deepspeed: null, or enable offload")
+
+
+@rule
+def validation_shape(ctx: Context) -> Iterator[Diagnostic]:
+    validation = ctx.spec["data"]["validation"]
+    if validation is None:
+        return
+    given = [k for k in ("fraction", "path") if validation[k] is not None]
+    if len(given) != 1:
+        yield _e(ctx, "E313", "/data/validation",
+                 "data.validation needs exactly one of 'fraction' and 'path'"
+                 + (", not both" if given else ""),
+                 "e.g. validation: {fraction: 0.1}  or  validation: {path: data/val.jsonl}")
+    if validation["format"] is not None and validation["path"] is None:
+        yield _e(ctx, "E313", "/data/validation/format", "validation.format applies only to validation.path")
+
+
+@rule
+def early_stopping_needs_validation(ctx: Context) -> Iterator[Diagnostic]:
+    if ctx.spec["data"]["validation"] is None and ctx.spec["training"]["early_stopping"] is not None:
+        yield _e(ctx, "E314", "/training/early_stopping", "early stopping needs validation data",
+                 "set data.validation (e.g. {fraction: 0.1}) or training.early_stopping: null")
+
+
+@rule
+def reserved_env(ctx: Context) -> Iterator[Diagnostic]:
+    k8s = ctx.spec["kubernetes"]
+    if k8s is None:
+        return
+    for section in ("env", "secrets"):
+        for name in k8s[section]:
+            if name in RESERVED_ENV:
+                yield _e(ctx, "E315", f"/kubernetes/{section}/{name}",
+                         f"{name} is set by ftc for the training container and cannot be overridden")
+    for name in sorted(set(k8s["env"]) & set(k8s["secrets"])):
+        yield _e(ctx, "E315", f"/kubernetes/secrets/{name}", f"{name} is set both in env and in secrets")
+
+
+@rule
+def chat_template_format(ctx: Context) -> Iterator[Diagnostic]:
+    train = ctx.spec["data"]["train"]
+    if train["chat_template"] is not None and train["format"] != "chat":
+        yield _e(ctx, "E316", "/data/train/chat_template", "chat_template applies only to format: chat")
+
+
+@rule
+def data_size(ctx: Context) -> Iterator[Diagnostic]:
+    rows = ctx.rows
+    if rows is None:
+        return
+    kind = ctx.spec["method"]["type"]
+    if kind == "full" and rows < 100_000:
+        yield _w(ctx, "W401", "/data/train", f"full fine-tuning on {rows} rows: the seed's guidance is 100k+",
+                 "use a PEFT method such as lora for small data sets")
+    elif kind != "full" and rows < 1000:
+        yield _w(ctx, "W401", "/data/train", f"{kind} on {rows} rows: the seed's guidance is at least 1000")
+
+
+@rule
+def validation_split(ctx: Context) -> Iterator[Diagnostic]:
+    validation = ctx.spec["data"]["validation"]
+    if validation is None:
+        yield _w(ctx, "W402", "/data/validation", "no validation data: overfitting cannot be seen",
+                 "hold out 10-20 %: data.validation: {fraction: 0.1}")
+    elif validation["fraction"] is not None and not 0.1 <= validation["fraction"] <= 0.2:
+        yield _w(ctx, "W402", "/data/validation/fraction",
+                 f"validation fraction {validation['fraction']} is outside the recommended 10-20 %")
+
+
+@rule
+def epochs_range(ctx: Context) -> Iterator[Diagnostic]:
+    training = ctx.spec["training"]
+    if training["max_steps"] is None and not 3 <= training["epochs"] <= 5:
+        yield _w(ctx, "W403", "/training/epochs", f"{training['epochs']} epochs: 3-5 are usually enough")
+
+
+@rule
+def early_stopping_present(ctx: Context) -> Iterator[Diagnostic]:
+    if ctx.spec["data"]["validation"] is not None and ctx.spec["training"]["early_stopping"] is None:
+        yield _w(ctx, "W404", "/training/early_stopping", "no early stopping: training may overfit",
+                 "training.early_stopping: {patience: 3}")
+
+
+@rule
+def learning_rate_range(ctx: Context) -> Iterator[Diagnostic]:
+    lr = ctx.spec["training"]["learning_rate"]
+    if ctx.spec["method"]["type"] == "full" and lr > 1e-4:
+        yield _w(ctx, "W405", "/training/learning_rate",
+                 f"learning rate {lr:g} is high for full fine-tuning (guidance: 1e-5)")
+
+
+@rule
+def spot_without_storage(ctx: Context) -> Iterator[Diagnostic]:
+    if ctx.spec["resources"]["spot"] and ctx.spec["checkpointing"]["storage"] is None:
+        yield _w(ctx, "W406", "/checkpointing/storage",
+                 "spot capacity without remote checkpoint storage: a preempted node loses its checkpoints",
+                 "set checkpointing.storage: {uri: s3://bucket/prefix}")
+
+
+def check(spec: dict[str, Any], raw: dict[str, Any], positions: Mapping[str, Position],
+          rows: int | None) -> list[Diagnostic]:
+    """Every cross-field problem of a resolved spec, ordered by position."""
+    ctx = Context(spec, raw, positions, rows)
+    out: list[Diagnostic] = []
+    for fn in RULES:
+        out.extend(fn(ctx))
+    return sort_diagnostics(out)

@@ -1,0 +1,145 @@
+"""The `ftc` command line: a thin layer that prints diagnostics and sets exit codes.
+
+Exit codes: 0 success, 1 problems in the spec (or drift under --check), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .diagnostics import Diagnostic, dumps
+
+EXIT_SPEC = 1
+EXIT_USAGE = 2
+METHODS = ("full", "lora", "qlora", "dora", "adapter", "prompt_tuning", "p_tuning", "prefix_tuning")
+
+
+def _report(diagnostics: list[Diagnostic], filename: str) -> None:
+    for d in diagnostics:
+        click.echo(d.format(filename), err=True)
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    if diagnostics:
+        click.echo(f"{filename}: {errors} error(s), {warnings} warning(s)", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog="""\b
+Examples:
+  ftc init --method lora -o spec.yaml     write a commented starter spec
+  ftc validate spec.yaml                  check it, all problems at once
+  ftc compile spec.yaml -o out/           write train.py, configs and k8s/
+  python out/train.py                     train
+""")
+@click.version_option(__version__, prog_name="ftc")
+def main() -> None:
+    """ftc, the fine-tune compiler: one YAML spec compiled into train.py, DeepSpeed and accelerate
+    configs and Kubernetes manifests that agree with each other."""
+
+
+@main.command("compile", epilog="""\b
+Examples:
+  ftc compile examples/lora-llama2-7b.yaml -o out/
+  ftc compile spec.yaml -o deploy/llama --strict     warnings fail the build
+  ftc compile spec.yaml -o deploy/llama --check      CI/pre-commit: exit 1 if out/ is stale
+""")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", required=True, type=click.Path(file_okay=False),
+              help="Output directory (created if missing).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 and list the files that differ.")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--force", is_flag=True, help="Overwrite hand-edited or foreign files in the output directory.")
+def compile_cmd(spec: str, out: str, check: bool, strict: bool, force: bool) -> None:
+    """Compile SPEC into the output directory."""
+    from .pipeline import compile_spec
+    from .write import drift, write_output
+
+    result = compile_spec(spec, strict=strict)
+    _report(result.diagnostics, spec)
+    if not result.ok:
+        sys.exit(EXIT_SPEC)
+    if check:
+        found = drift(out, result.files)
+        for label, paths in (("changed", found.changed), ("missing", found.missing), ("stale", found.stale)):
+            for path in paths:
+                click.echo(f"{label}: {Path(out) / path}")
+        if not found.clean:
+            click.echo(f"{out} is out of date with {spec}: run `ftc compile {spec} -o {out}`", err=True)
+            sys.exit(EXIT_SPEC)
+        click.echo(f"{out} is up to date")
+        return
+    outcome = write_output(out, result.files, force=force)
+    if outcome.problems:
+        for problem in outcome.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_SPEC)
+    click.echo(f"wrote {len(outcome.written)} file(s) to {out}"
+               + (f", removed {len(outcome.removed)} stale" if outcome.removed else "")
+               + (" (unchanged)" if not outcome.written and not outcome.removed else ""))
+
+
+@main.command("validate", epilog="""\b
+Examples:
+  ftc validate spec.yaml
+  ftc validate spec.yaml --strict --json | jq '.[].message'
+""")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list on stdout.")
+def validate_cmd(spec: str, strict: bool, as_json: bool) -> None:
+    """Check SPEC: schema, cross-field rules and best-practice lints, all reported at once."""
+    from .load import load_spec
+    from .pipeline import plan_spec
+
+    result = plan_spec(load_spec(spec), strict=strict)
+    if as_json:
+        click.echo(dumps(result.diagnostics, spec))
+    else:
+        _report(result.diagnostics, spec)
+        if result.ok:
+            click.echo(f"{spec}: valid")
+    if not result.ok:
+        sys.exit(EXIT_SPEC)
+
+
+@main.command("schema", epilog="""\b
+Examples:
+  ftc schema > ftc.schema.json
+  # then in spec.yaml, for editor completion:
+  # yaml-language-server: $schema=./ftc.schema.json
+""")
+def schema_cmd() -> None:
+    """Print the JSON Schema of the spec (Draft 2020-12)."""
+    from .spec_schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
+@main.command("init", epilog="""\b
+Examples:
+  ftc init --method qlora -o spec.yaml
+  ftc init --method full --name my-full-ft > spec.yaml
+""")
+@click.option("--method", type=click.Choice(METHODS), default="lora", show_default=True,
+              help="Fine-tuning method of the starter spec.")
+@click.option("--name", default="my-finetune", show_default=True, help="metadata.name of the job.")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: standard output). Never overwrites an existing file.")
+def init_cmd(method: str, name: str, out: str | None) -> None:
+    """Write a commented starter spec."""
+    from .starter import starter_spec
+
+    text, problem = starter_spec(method, name)
+    if problem:
+        raise click.UsageError(problem)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(out)
+    if path.exists():
+        raise click.UsageError(f"{out} already exists; not overwriting it")
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {out}; next: ftc validate {out}")

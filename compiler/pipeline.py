@@ -1,0 +1,61 @@
+"""The compile pipeline: load → validate → resolve → check → plan → render. No disk writes here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from .check import check
+from .datasize import count_rows
+from .diagnostics import Diagnostic, Severity, has_errors
+from .load import LoadedSpec, load_spec
+from .plan import Plan
+from .planner import make_plan
+from .resolve import resolve
+from .validate import validate
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """Outcome of the pipeline: diagnostics always; a plan and files only when there are no errors."""
+
+    diagnostics: list[Diagnostic]
+    plan: Plan | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+
+def _strict(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return [replace(d, severity=Severity.ERROR) if d.severity is Severity.WARNING else d for d in diagnostics]
+
+
+def plan_spec(loaded: LoadedSpec, strict: bool = False) -> Compiled:
+    """Validate, resolve, check and plan a loaded spec."""
+    if loaded.data is None or loaded.diagnostics:
+        return Compiled(list(loaded.diagnostics))
+    problems = validate(loaded.data, loaded.positions, loaded.key_positions)
+    if has_errors(problems):
+        return Compiled(problems)
+    spec = resolve(loaded.data)
+    rows = count_rows(spec["data"]["train"]["path"])
+    if rows is None:
+        rows = spec["data"]["num_examples"]
+    problems = problems + check(spec, loaded.data, loaded.positions, rows)
+    if strict:
+        problems = _strict(problems)
+    if has_errors(problems):
+        return Compiled(problems)
+    return Compiled(problems, make_plan(spec, loaded.source_sha256))
+
+
+def compile_spec(path: str | os.PathLike[str], strict: bool = False) -> Compiled:
+    """The whole pipeline for one spec file, up to the rendered files."""
+    from .render.artifacts import render  # the renderers are only needed once the spec is valid
+
+    planned = plan_spec(load_spec(path), strict)
+    if planned.plan is None:
+        return planned
+    return Compiled(planned.diagnostics, planned.plan, render(planned.plan))

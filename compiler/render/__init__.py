@@ -1,0 +1,1 @@
+"""Render: the plan turned into {relative path: text}. Pure: `ftc.write` is the only stage touching disk."""

@@ -1,0 +1,68 @@
+"""Render every artifact of a plan: {path relative to out/: text}. Pure: no disk writes, no clock."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+from ..plan import Plan
+from . import configs, requirements
+from .k8s import render_kubernetes
+from .readme import readme
+from .text import comment_header, json_text, python_literal, render_template
+from .trainer_args import training_arguments
+from .yamlio import dump as yaml_dump
+
+MANIFEST = "ftc-manifest.json"
+RUNTIME_DIR = "ftc_runtime"
+
+
+def runtime_files(plan: Plan) -> dict[str, str]:
+    """The runtime package copied next to train.py, so out/ runs without ftc installed."""
+    header = comment_header(plan)
+    package = resources.files("ftc.runtime")
+    out: dict[str, str] = {}
+    for entry in sorted(package.iterdir(), key=lambda e: e.name):
+        if entry.is_file() and entry.name.endswith(".py"):
+            out[f"{RUNTIME_DIR}/{entry.name}"] = header + entry.read_text(encoding="utf-8")
+    return out
+
+
+def train_script(plan: Plan) -> str:
+    plan_data = plan.to_dict()
+    return render_template(
+        "train.py.j2",
+        header=comment_header(plan),
+        plan_literal=python_literal(plan_data),
+        training_arguments_literal=python_literal(training_arguments(plan_data)),
+        name=plan.spec.metadata.name,
+        method=plan.spec.method.type,
+    )
+
+
+def manifest(plan: Plan, files: dict[str, str]) -> str:
+    """Index of the generated files and their sha256, so `ftc compile` can tell its files from the user's."""
+    return json_text({
+        "generated_by": f"ftc {plan.ftc_version}",
+        "spec_sha256": plan.spec_sha256,
+        "files": {path: hashlib.sha256(text.encode("utf-8")).hexdigest()
+                  for path, text in sorted(files.items())},
+    })
+
+
+def render(plan: Plan) -> dict[str, str]:
+    header = comment_header(plan)
+    files: dict[str, str] = {
+        "train.py": train_script(plan),
+        "plan.json": json_text(plan.to_dict()),
+        "accelerate_config.yaml": header + yaml_dump(configs.accelerate_config(plan)),
+        "requirements.txt": requirements.requirements_txt(plan, header),
+    }
+    ds = configs.deepspeed_config(plan)
+    if ds is not None:
+        files["ds_config.json"] = json_text(ds)
+    files.update(runtime_files(plan))
+    files["README.md"] = readme(plan, files)
+    files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))
+    files[MANIFEST] = manifest(plan, files)
+    return dict(sorted(files.items()))

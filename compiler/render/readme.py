@@ -1,0 +1,57 @@
+"""README.md of a run: what was compiled and how to run it four ways."""
+
+from __future__ import annotations
+
+import shlex
+
+from ..plan import Plan
+from .launch import launch_argv
+from .text import provenance, render_template
+
+
+def _commands(plan: Plan, has_k8s: bool) -> list[tuple[str, str]]:
+    spec = plan.spec
+    world = plan.derived.world_size
+    single = "python train.py" if world == 1 and plan.derived.deepspeed_config is None else None
+    commands: list[tuple[str, str]] = []
+    if single:
+        commands.append(("Directly with Python (one process)", single))
+    launched = shlex.join(launch_argv(plan, "train.py"))
+    commands.append((f"With the planned launcher ({plan.derived.launcher})", launched))
+    commands.append(("With accelerate", "accelerate launch --config_file accelerate_config.yaml train.py"))
+    if spec.performance.deepspeed is None and world == 1:
+        commands.append(("With torchrun", "torchrun --nproc-per-node 1 train.py"))
+    commands.append(("Through ftc (environment checks first)", "ftc run ."))
+    if has_k8s:
+        commands.append(("On Kubernetes", "kubectl apply -k k8s/"))
+    return commands
+
+
+def readme(plan: Plan, files: dict[str, str]) -> str:
+    spec = plan.spec
+    has_k8s = spec.kubernetes is not None
+    ds = spec.performance.deepspeed
+    entries = {p.split("/")[0] + ("/" if "/" in p else "") for p in files} | ({"k8s/"} if has_k8s else set())
+    rows = [
+        ("Model", spec.model.name_or_path),
+        ("Method", spec.method.type),
+        ("GPUs", f"{spec.resources.nodes} × {spec.resources.gpus_per_node} {spec.resources.gpu}"),
+        ("Global batch", f"{plan.derived.global_batch_size} = {spec.training.micro_batch_size} micro × "
+                         f"{spec.training.gradient_accumulation_steps} accumulation × "
+                         f"{plan.derived.world_size} GPUs"),
+        ("Learning rate", f"{spec.training.learning_rate:g}"),
+        ("Precision", spec.training.precision),
+        ("DeepSpeed", "off" if ds is None else f"ZeRO-{ds.stage}"),
+        ("Output", spec.output.dir),
+    ]
+    if has_k8s:
+        rows.append(("Kubernetes workload", plan.derived.workload_name))
+    return render_template(
+        "README.md.j2",
+        provenance=provenance(plan),
+        name=spec.metadata.name,
+        rows=rows,
+        commands=_commands(plan, has_k8s),
+        files=sorted(entries),
+        has_k8s=has_k8s,
+    )

@@ -1,0 +1,41 @@
+"""requirements.txt for the run: the packages train.py imports, at the versions ftc is tested with."""
+
+from __future__ import annotations
+
+from ..plan import Plan
+
+# The versions the runtime is tested with. torch is left open so the user's CUDA build is kept.
+PINS = {
+    "torch": ">=2.6",
+    "transformers": "==5.24.0",
+    "peft": "==0.21.2",
+    "accelerate": "==1.15.0",
+    "datasets": "==5.2.0",
+    "bitsandbytes": "==0.50.2",
+    "deepspeed": "==0.19.8",
+    "tensorboard": ">=2.15",
+    "wandb": ">=0.18",
+    "mlflow": ">=2.15",
+    "flash-attn": ">=2.6",
+    "liger-kernel": ">=0.5",
+}
+
+
+def packages(plan: Plan) -> list[str]:
+    spec = plan.spec
+    names = ["torch", "transformers", "peft", "accelerate", "datasets"]
+    eight_bit_optimizer = spec.training.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+    if spec.method.quantization is not None or eight_bit_optimizer:
+        names.append("bitsandbytes")
+    if spec.performance.deepspeed is not None:
+        names.append("deepspeed")
+    names.extend(spec.monitoring.report_to)
+    if spec.performance.attention == "flash_attention_2":
+        names.append("flash-attn")
+    if spec.performance.liger_kernel:
+        names.append("liger-kernel")
+    return [f"{name}{PINS[name]}" for name in names]
+
+
+def requirements_txt(plan: Plan, header: str) -> str:
+    return header + "".join(f"{line}\n" for line in packages(plan))
