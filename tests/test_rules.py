@@ -1,0 +1,89 @@
+"""Every semantic rule of the check stage has a passing and a failing spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ftc.check import RULES
+from specs import codes, plan_of, spec
+
+K8S = {"image": "ghcr.io/acme/train:1.0"}
+
+# (code, passing changes, failing changes)
+CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("E301", {"training.global_batch_size": 16}, {"training.global_batch_size": 32}),
+    ("E302", {"resources.gpus_per_node": 8}, {"resources.gpus_per_node": 9}),
+    ("E303", {"resources.nodes": 1, "kubernetes": K8S}, {"resources.nodes": 2, "kubernetes": K8S}),
+    ("E310", {"kubernetes": K8S}, {"kubernetes": {**K8S, "target": "jobset"}}),
+    ("E304", {"resources.gpu": "T4", "training.precision": "fp16"}, {"resources.gpu": "T4"}),
+    ("E305", {"method.type": "qlora", "performance.deepspeed": {"stage": 2}},
+     {"method.type": "qlora", "performance.deepspeed": {"stage": 3}}),
+    ("E306", {"method.quantization": {"bits": 8}},
+     {"method.type": "full", "method.quantization": {"bits": 8}}),
+    ("E307", {"method.type": "qlora", "method.quantization": {"bits": 4}},
+     {"method.type": "qlora", "method.quantization": {"bits": 8}}),
+    ("E308", {"method.lora": {"r": 4}}, {"method.type": "full", "method.lora": {"r": 4}}),
+    ("E309", {"method.type": "adapter", "method.adapter": {"kind": "ia3"}}, {"method.type": "adapter"}),
+    ("E311", {"performance.attention": "flash_attention_2"},
+     {"performance.attention": "flash_attention_2", "training.precision": "fp32"}),
+    ("E312", {"performance.deepspeed": {"stage": 3, "offload_params": "cpu"}, "resources.gpus_per_node": 2},
+     {"performance.deepspeed": {"stage": 2, "offload_params": "cpu"}, "resources.gpus_per_node": 2}),
+    ("E313", {"data.validation": {"path": "/v.jsonl"}},
+     {"data.validation": {"fraction": 0.1, "path": "/v.jsonl"}}),
+    ("E314", {"data.validation": {"fraction": 0.1}}, {"data.validation": None}),
+    ("E315", {"kubernetes": {**K8S, "env": {"NCCL_DEBUG": "WARN"}}},
+     {"kubernetes": {**K8S, "env": {"HF_HOME": "/x"}}}),
+    ("E316", {"data.train": {"path": "/c.jsonl", "format": "chat", "chat_template": "chatml"}},
+     {"data.train": {"path": "/c.jsonl", "format": "alpaca", "chat_template": "chatml"}}),
+    ("W401", {"data.num_examples": 1000}, {"data.num_examples": 999}),
+    ("W402", {"data.validation": {"fraction": 0.2}}, {"data.validation": {"fraction": 0.3}}),
+    ("W403", {"training.epochs": 5}, {"training.epochs": 6}),
+    ("W404", {"training.early_stopping": {"patience": 2}}, {"training.early_stopping": None}),
+    ("W405", {"method.type": "full", "data.num_examples": 200000},
+     {"method.type": "full", "data.num_examples": 200000, "training.learning_rate": 3e-4}),
+    ("W406", {"resources.spot": True, "checkpointing.storage": {"uri": "s3://b/p"}}, {"resources.spot": True}),
+    ("W408", {"performance.deepspeed": {"stage": 2}, "resources.gpus_per_node": 2},
+     {"performance.deepspeed": {"stage": 2}}),
+]
+
+
+@pytest.mark.parametrize(("code", "passing", "failing"), CASES, ids=[c[0] + "-" + str(i) for i, c in enumerate(CASES)])
+def test_rule_passes_and_fails(code: str, passing: dict[str, Any], failing: dict[str, Any]) -> None:
+    good = plan_of(spec(**passing))
+    assert code not in codes(good), [d.format("spec") for d in good.diagnostics]
+    bad = plan_of(spec(**failing))
+    found = [d for d in bad.diagnostics if d.code == code]
+    assert found, [d.format("spec") for d in bad.diagnostics]
+    diag = found[0]
+    assert diag.pointer.startswith("/") and diag.message
+    assert diag.position is not None, "every rule points into the file"
+    if code.startswith("E"):
+        assert diag.is_error and not bad.ok and bad.plan is None
+    else:
+        assert not diag.is_error and bad.ok
+        assert not plan_of(spec(**failing), strict=True).ok, "--strict turns warnings into errors"
+
+
+def test_every_rule_has_a_case() -> None:
+    # Each rule function must produce at least one of the codes exercised above.
+    exercised = {c[0] for c in CASES}
+    for rule in RULES:
+        source = rule.__code__.co_consts
+        emitted = {c for c in source if isinstance(c, str) and len(c) == 4 and c[0] in "EW" and c[1:].isdigit()}
+        assert emitted & exercised, f"{rule.__name__} has no passing/failing case"
+
+
+def test_rule_diagnostic_points_at_the_offending_line() -> None:
+    text = "\n".join([
+        "apiVersion: ftc/v1", "kind: FineTune", "metadata: {name: x}", "model: {name_or_path: m}",
+        "data: {train: {path: /t.jsonl}, num_examples: 5000}",
+        "training:", "  early_stopping: {patience: 3}", "  global_batch_size: 7",
+    ])
+    from ftc.load import load_spec_text
+    from ftc.pipeline import plan_spec
+
+    result = plan_spec(load_spec_text(text))
+    (diag,) = [d for d in result.diagnostics if d.code == "E301"]
+    assert (diag.position.line, diag.position.column) == (8, 22)
+    assert "gradient_accumulation_steps" in diag.message
