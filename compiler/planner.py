@@ -7,9 +7,8 @@ import json
 from typing import Any
 
 from . import __version__, resolve
+from .layout import DEEPSPEED_CONFIG
 from .plan import Derived, Plan, Spec, _build
-
-DEEPSPEED_CONFIG = "ds_config.json"
 
 
 def content_hash(spec: dict[str, Any]) -> str:

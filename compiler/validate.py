@@ -28,7 +28,7 @@ NO_MATCH = "E208"
 
 _CODES = {
     "type": WRONG_TYPE, "enum": NOT_ALLOWED, "const": NOT_ALLOWED, "required": MISSING,
-    "pattern": BAD_FORMAT, "minLength": BAD_FORMAT, "maxLength": BAD_FORMAT, "propertyNames": BAD_FORMAT,
+    "pattern": BAD_FORMAT, "minLength": BAD_FORMAT, "maxLength": BAD_FORMAT,
     "minimum": OUT_OF_RANGE, "maximum": OUT_OF_RANGE, "exclusiveMinimum": OUT_OF_RANGE,
     "exclusiveMaximum": OUT_OF_RANGE, "uniqueItems": BAD_LIST, "minItems": BAD_LIST, "anyOf": NO_MATCH,
 }
@@ -111,11 +111,10 @@ def _from_error(err: ValidationError, positions: Mapping[str, Position],
         hint = _hint(str(err.instance), [str(o) for o in options if o is not None])
         return [error(NOT_ALLOWED, pointer, f"{err.instance!r} is not allowed; expected one of: {shown}",
                       _position(pointer, positions), hint)]
-    if kind == "propertyNames":
-        bad = err.instance
-        where = pointer_join(pointer, str(bad))
-        named = schema.get("propertyNames", {}).get("x-pattern-name", "a valid key")
-        return [error(BAD_FORMAT, where, f"invalid key {bad!r}: not {named}",
+    if "propertyNames" in err.schema_path:  # a bad key: jsonschema reports it against the parent mapping
+        where = pointer_join(pointer, str(err.instance))
+        named = schema.get("x-pattern-name", "a valid key")
+        return [error(BAD_FORMAT, where, f"invalid key {err.instance!r}: not {named}",
                       _position(where, key_positions) or _position(pointer, positions))]
     if kind == "anyOf":
         what = schema.get("description", "")

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .render.artifacts import MANIFEST
+from .layout import MANIFEST
 
 
 @dataclass(frozen=True)

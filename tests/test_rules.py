@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -42,13 +43,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("W404", {"training.early_stopping": {"patience": 2}}, {"training.early_stopping": None}),
     ("W405", {"method.type": "full", "data.num_examples": 200000},
      {"method.type": "full", "data.num_examples": 200000, "training.learning_rate": 3e-4}),
-    ("W406", {"resources.spot": True, "checkpointing.storage": {"uri": "s3://b/p"}}, {"resources.spot": True}),
+    ("W406", {"resources.spot": True, "checkpointing.storage": {"uri": "s3://b/p"}},
+     {"resources.spot": True}),
     ("W408", {"performance.deepspeed": {"stage": 2}, "resources.gpus_per_node": 2},
      {"performance.deepspeed": {"stage": 2}}),
 ]
 
 
-@pytest.mark.parametrize(("code", "passing", "failing"), CASES, ids=[c[0] + "-" + str(i) for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(("code", "passing", "failing"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_rule_passes_and_fails(code: str, passing: dict[str, Any], failing: dict[str, Any]) -> None:
     good = plan_of(spec(**passing))
     assert code not in codes(good), [d.format("spec") for d in good.diagnostics]
@@ -70,7 +72,7 @@ def test_every_rule_has_a_case() -> None:
     exercised = {c[0] for c in CASES}
     for rule in RULES:
         source = rule.__code__.co_consts
-        emitted = {c for c in source if isinstance(c, str) and len(c) == 4 and c[0] in "EW" and c[1:].isdigit()}
+        emitted = {c for c in source if isinstance(c, str) and re.fullmatch(r"[EW]\d{3}", c)}
         assert emitted & exercised, f"{rule.__name__} has no passing/failing case"
 
 

@@ -85,7 +85,8 @@ def _dataclass_of(tp: Any) -> type | None:
 
 def _compare(cls: type, node: dict[str, Any], path: str) -> None:
     hints = _plan_fields(cls)
-    assert set(hints) == set(node["properties"]), f"{path}: plan {sorted(hints)} vs schema {sorted(node['properties'])}"
+    schema_fields = set(node["properties"])
+    assert set(hints) == schema_fields, f"{path}: plan {sorted(hints)} vs schema {sorted(schema_fields)}"
     for name, tp in hints.items():
         prop = node["properties"][name]
         child = _dataclass_of(tp)

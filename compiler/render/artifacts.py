@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
+from ..layout import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT
 from ..plan import Plan
 from . import configs, requirements
 from .k8s import render_kubernetes
@@ -13,8 +14,6 @@ from .text import comment_header, json_text, python_literal, render_template
 from .trainer_args import training_arguments
 from .yamlio import dump as yaml_dump
 
-MANIFEST = "ftc-manifest.json"
-RUNTIME_DIR = "ftc_runtime"
 
 
 def runtime_files(plan: Plan) -> dict[str, str]:
@@ -53,14 +52,14 @@ def manifest(plan: Plan, files: dict[str, str]) -> str:
 def render(plan: Plan) -> dict[str, str]:
     header = comment_header(plan)
     files: dict[str, str] = {
-        "train.py": train_script(plan),
-        "plan.json": json_text(plan.to_dict()),
-        "accelerate_config.yaml": header + yaml_dump(configs.accelerate_config(plan)),
+        TRAIN_SCRIPT: train_script(plan),
+        PLAN: json_text(plan.to_dict()),
+        ACCELERATE_CONFIG: header + yaml_dump(configs.accelerate_config(plan)),
         "requirements.txt": requirements.requirements_txt(plan, header),
     }
     ds = configs.deepspeed_config(plan)
     if ds is not None:
-        files["ds_config.json"] = json_text(ds)
+        files[DEEPSPEED_CONFIG] = json_text(ds)
     files.update(runtime_files(plan))
     files["README.md"] = readme(plan, files)
     files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))

@@ -1,0 +1,170 @@
+"""The training pod's layout and metadata rules: paths, fixed environment, labels, spot placement.
+
+Shared by the Kubernetes renderer (`k8s`, `k8s_job`) and by `k8s.kubernetes_problems`, which reports
+the spec values that would break these rules.
+
+Filesystem of the trainer container (the root filesystem is read-only, so every path a training
+stack writes to is a volume):
+
+=====================  ==============================================  ===========================
+path                   what                                            volume
+=====================  ==============================================  ===========================
+/opt/ftc               train.py, plan.json, configs, ftc_runtime/      ConfigMap, read-only
+/workspace             working directory (relative paths land here)    emptyDir
+/home/ftc              HOME (~/.cache, ~/.config of any library)       emptyDir
+/tmp                   temporary files, torch inductor cache           emptyDir
+/dev/shm               shared memory of NCCL and DataLoader workers    emptyDir, medium: Memory
+/cache/huggingface     HF_HOME: hub downloads, datasets cache          emptyDir or kubernetes.cache_pvc
+/cache/triton          TRITON_CACHE_DIR: compiled Triton kernels       emptyDir
+/cache/torch_extensions  TORCH_EXTENSIONS_DIR: DeepSpeed op builds     emptyDir
+output.dir             checkpoints and the final model                 emptyDir, unless under one of
+                                                                       the writable paths above
+=====================  ==============================================  ===========================
+
+`/dev/shm` has no sizeLimit: a memory-backed emptyDir is charged to the pod's memory and its tmpfs is
+bounded by the pod's memory limit (or the node's allocatable memory), and NCCL and DataLoader
+workers need more than the container runtime's 64 MiB default; a fixed size would only add a second,
+arbitrary ceiling.
+
+An emptyDir lives as long as the pod: checkpoints and the final model written there are deleted
+when the pod ends (or is retried after a failure) unless `checkpointing.storage` copies them to
+object storage, or `output.dir` lies under `/cache/huggingface` with `kubernetes.cache_pvc` set.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FILES_DIR = "/opt/ftc"
+WORK_DIR = "/workspace"
+HOME_DIR = "/home/ftc"
+TMP_DIR = "/tmp"
+SHM_DIR = "/dev/shm"
+HF_HOME = "/cache/huggingface"
+TRITON_CACHE_DIR = "/cache/triton"
+TORCH_EXTENSIONS_DIR = "/cache/torch_extensions"
+SCRIPT = f"{FILES_DIR}/train.py"
+
+CONTAINER = "trainer"
+RUN_AS = 1000  # uid, gid and fsGroup of the restricted pod
+
+# Environment every trainer container gets; a spec may set none of these names (in `env` or
+# `secrets`): the check stage reports them, and the renderer refuses them.
+FIXED_ENV: Mapping[str, str] = {
+    "HOME": HOME_DIR,
+    # getpass.getuser() (torch inductor's cache dir) fails for a uid missing from /etc/passwd.
+    "USER": "ftc",
+    "HF_HOME": HF_HOME,
+    "TRITON_CACHE_DIR": TRITON_CACHE_DIR,
+    "TORCH_EXTENSIONS_DIR": TORCH_EXTENSIONS_DIR,
+    "PYTHONUNBUFFERED": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+# Writable directories every pod has, as (volume name, mount path).
+WRITABLE_MOUNTS: tuple[tuple[str, str], ...] = (
+    ("workspace", WORK_DIR),
+    ("home", HOME_DIR),
+    ("tmp", TMP_DIR),
+    ("dshm", SHM_DIR),
+    ("hf-cache", HF_HOME),
+    ("triton-cache", TRITON_CACHE_DIR),
+    ("torch-extensions", TORCH_EXTENSIONS_DIR),
+)
+
+# Directories of the image that an emptyDir must not hide (the output dir may not be one of them or
+# below them); /dev is included because a checkpoint in /dev/shm would be held in memory.
+_SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+                 "/sbin", "/sys", "/usr")
+_SYSTEM_DIRS = ("/", "/opt", "/var")
+
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RESERVED_LABELS = (NAME_LABEL, INSTANCE_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, QUEUE_LABEL)
+ANNOTATION_PREFIX = "ftc.dev/"
+SPEC_SHA_ANNOTATION = "ftc.dev/spec-sha256"
+VERSION_ANNOTATION = "ftc.dev/version"
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class OutputDir:
+    """Where `output.dir` is in the container and what backs it."""
+
+    path: str  # absolute and normalised (a relative output.dir is relative to WORK_DIR)
+    own_volume: bool  # True: an emptyDir named "output" is mounted at `path`
+    backing: str  # name of the volume that holds it
+
+
+def output_dir_problem(output_dir: str) -> str | None:
+    """Why `output.dir` cannot be a writable directory of the trainer container, or None."""
+    path = absolute_path(output_dir)
+    if _under(path, FILES_DIR):
+        return f"{path} is inside {FILES_DIR}, the read-only directory of the generated files"
+    if path in _SYSTEM_DIRS or any(_under(path, tree) for tree in _SYSTEM_TREES):
+        return f"{path} is a system directory of the image; an emptyDir mounted there would hide its contents"
+    return None
+
+
+def absolute_path(path: str) -> str:
+    joined = posixpath.normpath(posixpath.join(WORK_DIR, path))
+    return "/" + joined.lstrip("/")  # normpath keeps a leading "//"
+
+
+def output_dir(path: str) -> OutputDir:
+    problem = output_dir_problem(path)
+    if problem is not None:
+        raise ValueError(f"output.dir: {problem}")
+    absolute = absolute_path(path)
+    for name, mount in WRITABLE_MOUNTS:
+        if _under(absolute, mount):
+            return OutputDir(absolute, False, name)
+    return OutputDir(absolute, True, "output")
+
+
+def output_is_persistent(spec: Mapping[str, Any]) -> bool:
+    """True when output.dir survives the pod (it lies on the cache PVC)."""
+    k8s = spec["kubernetes"]
+    return k8s["cache_pvc"] is not None and _under(absolute_path(spec["output"]["dir"]), HF_HOME)
+
+
+# How `resources.spot` selects spot capacity per provider: node selector and tolerations.
+SPOT_PLACEMENT: Mapping[str, tuple[Mapping[str, str], tuple[Mapping[str, str], ...]]] = {
+    "eks": ({"eks.amazonaws.com/capacityType": "SPOT"}, ()),
+    "karpenter": ({"karpenter.sh/capacity-type": "spot"}, ()),
+    # GKE taints spot node pools only when asked to; tolerating the taint is harmless when absent.
+    "gke": ({"cloud.google.com/gke-spot": "true"},
+            ({"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},)),
+    "aks": ({"kubernetes.azure.com/scalesetpriority": "spot"},
+            ({"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot",
+              "effect": "NoSchedule"},)),
+    "none": ({}, ()),
+}
+
+
+def spot_placement(spot: bool, provider: str) -> tuple[Mapping[str, str], tuple[Mapping[str, str], ...]]:
+    """(node selector, tolerations) that put the pod on spot capacity of `provider`."""
+    return SPOT_PLACEMENT[provider] if spot else ({}, ())
+
+
+def spot_selector_conflicts(node_selector: Mapping[str, str], spot_selector: Mapping[str, str]) -> list[str]:
+    """Keys of `node_selector` that ask for a different value than the spot selector."""
+    return sorted(key for key, value in spot_selector.items() if node_selector.get(key, value) != value)
+
+
+def recommended_labels(name: str, workload_name: str) -> dict[str, str]:
+    return {
+        NAME_LABEL: name,
+        INSTANCE_LABEL: workload_name,
+        COMPONENT_LABEL: "training",
+        MANAGED_BY_LABEL: "ftc",
+    }

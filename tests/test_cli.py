@@ -1,0 +1,96 @@
+"""The CLI: exit codes, help with worked examples, init, schema, and no heavy imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from ftc.cli import METHODS, main
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["compile"], ["validate"], ["schema"], ["init"]])
+def test_every_help_ends_with_worked_examples(command: list[str]) -> None:
+    code, out, _ = _run(*command, "--help")
+    assert code == 0
+    tail = out.rstrip().split("Examples:")[-1]
+    assert "Examples:" in out and "ftc " in tail
+
+
+def test_usage_errors_exit_2() -> None:
+    assert _run("compile")[0] == 2  # missing SPEC and -o
+    assert _run("frobnicate")[0] == 2
+    assert _run("init", "--method", "nope")[0] == 2
+    assert _run("init", "--name", "Bad Name")[0] == 2
+
+
+def test_schema_prints_the_shipped_schema() -> None:
+    code, out, _ = _run("schema")
+    assert code == 0
+    assert json.loads(out)["title"].startswith("ftc FineTune spec")
+    assert out == (Path(__file__).parent.parent / "schema" / "ftc.schema.json").read_text()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_init_writes_a_spec_that_validates(method: str, tmp_path: Path) -> None:
+    target = tmp_path / "spec.yaml"
+    code, _, _ = _run("init", "--method", method, "-o", str(target))
+    assert code == 0
+    text = target.read_text()
+    assert text.startswith("# yaml-language-server: $schema=")
+    code, out, err = _run("validate", str(target), "--json")
+    assert code == 0, err + out
+    assert not [d for d in json.loads(out) if d["severity"] == "error"]
+    # never overwrites
+    assert _run("init", "--method", method, "-o", str(target))[0] == 2
+    assert target.read_text() == text
+
+
+def test_validate_exit_codes_and_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: ftc/v1\nkind: FineTune\nmetadata: {name: x}\nmodel: {name_or_path: m}\n"
+                   "data: {train: {path: t}}\ntraining: {epocs: 3}\n")
+    code, out, _ = _run("validate", str(bad), "--json")
+    assert code == 1
+    (diag,) = [d for d in json.loads(out) if d["severity"] == "error"]
+    assert (diag["line"], diag["column"], diag["code"]) == (6, 12, "E201")
+    code, _, err = _run("validate", str(bad))
+    assert code == 1 and f"{bad}:6:12: error[E201] /training/epocs" in err
+    code, _, err = _run("validate", str(tmp_path / "missing.yaml"))
+    assert code == 1 and "E101" in err and "Traceback" not in err
+
+
+def test_strict_turns_warnings_into_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("apiVersion: ftc/v1\nkind: FineTune\nmetadata: {name: x}\nmodel: {name_or_path: m}\n"
+                    "data: {train: {path: t}, num_examples: 10}\n")
+    assert _run("validate", str(spec))[0] == 0
+    code, _, err = _run("validate", str(spec), "--strict")
+    assert code == 1 and "error[W401]" in err
+
+
+def test_compile_path_never_imports_the_training_stack(tmp_path: Path) -> None:
+    root = Path(__file__).parent.parent
+    probe = (
+        "import sys\n"
+        "from ftc.cli import main\n"
+        "try:\n"
+        "    main(['compile', sys.argv[1], '-o', sys.argv[2]])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code in (0, None), exit.code\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'deepspeed', 'accelerate', 'datasets')\n"
+        "               if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    for example in sorted((root / "examples").glob("*.yaml")):
+        result = subprocess.run([sys.executable, "-c", probe, str(example), str(tmp_path / example.stem)],
+                                capture_output=True, text=True, check=True)
+        assert result.stdout.strip() == "", f"{example.name} imported {result.stdout.strip()}"
