@@ -7,19 +7,17 @@ advice, errors under `--strict`. Every rule has a passing and a failing example 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import resolve
 from .diagnostics import Diagnostic, Position, error, warning
 from .gpus import GPUS
+from .render.k8s import kubernetes_problems
 from .validate import sort_diagnostics
 
 MULTI_NODE_TARGETS = ("indexed-job", "pytorchjob", "trainjob", "jobset")
 SUPPORTED_TARGETS = ("job",)
-RESERVED_ENV = ("HOME", "HF_HOME", "TRITON_CACHE_DIR", "TORCH_EXTENSIONS_DIR", "PYTHONUNBUFFERED",
-                "HF_HUB_DISABLE_TELEMETRY", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
-                "LOCAL_RANK", "NODE_RANK")
 
 
 @dataclass(frozen=True)
@@ -217,17 +215,10 @@ def early_stopping_needs_validation(ctx: Context) -> Iterator[Diagnostic]:
 
 
 @rule
-def reserved_env(ctx: Context) -> Iterator[Diagnostic]:
-    k8s = ctx.spec["kubernetes"]
-    if k8s is None:
-        return
-    for section in ("env", "secrets"):
-        for name in k8s[section]:
-            if name in RESERVED_ENV:
-                yield _e(ctx, "E315", f"/kubernetes/{section}/{name}",
-                         f"{name} is set by ftc for the training container and cannot be overridden")
-    for name in sorted(set(k8s["env"]) & set(k8s["secrets"])):
-        yield _e(ctx, "E315", f"/kubernetes/secrets/{name}", f"{name} is set both in env and in secrets")
+def kubernetes_output(ctx: Context) -> Iterator[Diagnostic]:
+    """E315, E350-E352 and W450-W453: what would make the Kubernetes manifests wrong (see render.k8s)."""
+    for diag in kubernetes_problems(ctx.spec):
+        yield replace(diag, position=ctx.at(diag.pointer))
 
 
 @rule

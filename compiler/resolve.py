@@ -72,16 +72,11 @@ def global_batch_size(spec: dict[str, Any]) -> int:
 
 
 def launcher(spec: dict[str, Any]) -> str:
-    """How train.py is started.
+    """How train.py is started: `python` for one process, `torchrun` for several.
 
-    Several nodes → torchrun (its rendezvous works on every Kubernetes target; the deepspeed launcher
-    would need ssh and a hostfile); DeepSpeed on one node → deepspeed (plain python cannot initialise
-    DeepSpeed without MPI); several GPUs → torchrun; otherwise python.
+    DeepSpeed runs under either: a single process gets its rendezvous variables from the runtime, and
+    the `deepspeed` launcher is avoided because as PID 1 of a container it does not pass SIGTERM on
+    (the runtime saves a checkpoint on SIGTERM). torchrun's rendezvous works on every Kubernetes
+    target, where the deepspeed launcher would need ssh and a hostfile.
     """
-    if spec["resources"]["nodes"] > 1:
-        return "torchrun"
-    if spec["performance"]["deepspeed"] is not None:
-        return "deepspeed"
-    if world_size(spec) > 1:
-        return "torchrun"
-    return "python"
+    return "torchrun" if world_size(spec) > 1 else "python"

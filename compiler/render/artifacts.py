@@ -15,11 +15,13 @@ from .trainer_args import training_arguments
 from .yamlio import dump as yaml_dump
 
 
-
 def runtime_files(plan: Plan) -> dict[str, str]:
-    """The runtime package copied next to train.py, so out/ runs without ftc installed."""
+    """The runtime package copied next to train.py, so out/ runs without ftc installed.
+
+    Read as files under the `ftc` package: importing `ftc.runtime` would load torch.
+    """
     header = comment_header(plan)
-    package = resources.files("ftc.runtime")
+    package = resources.files("ftc").joinpath("runtime")
     out: dict[str, str] = {}
     for entry in sorted(package.iterdir(), key=lambda e: e.name):
         if entry.is_file() and entry.name.endswith(".py"):

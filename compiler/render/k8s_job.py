@@ -64,7 +64,8 @@ def pod_failure_policy(version: str) -> dict[str, Any] | None:
         return None
     exit_codes_rule: dict[str, Any] = {
         "action": "FailJob",
-        "onExitCodes": {"containerName": layout.CONTAINER, "operator": "In", "values": list(FAIL_FAST_EXIT_CODES)},
+        "onExitCodes": {"containerName": layout.CONTAINER, "operator": "In",
+                        "values": list(FAIL_FAST_EXIT_CODES)},
     }
     if minor(version) < (1, 29):
         exit_codes_rule["onPodConditions"] = []
@@ -85,7 +86,8 @@ def env(plan: Plan) -> list[dict[str, Any]]:
     clashes = sorted((set(k8s.env) | set(k8s.secrets)) & set(layout.FIXED_ENV))
     both = sorted(set(k8s.env) & set(k8s.secrets))
     if clashes or both:
-        raise ValueError(f"kubernetes env/secrets: names set by ftc {clashes}, names in both env and secrets {both}")
+        raise ValueError(f"kubernetes env/secrets: names set by ftc {clashes}, "
+                         f"names in both env and secrets {both}")
     out: list[dict[str, Any]] = [{"name": name, "value": literal_env_value(value)}
                                  for name, value in sorted(k8s.env.items())]
     out += [{"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
@@ -183,7 +185,8 @@ def build_job(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
     }
     if node_selector:
         pod["nodeSelector"] = dict(sorted(node_selector.items()))
-    pod["tolerations"] = _unique([GPU_TOLERATION, *spot_tolerations, *(toleration(t) for t in k8s.tolerations)])
+    pod["tolerations"] = _unique([GPU_TOLERATION, *spot_tolerations,
+                                  *(toleration(t) for t in k8s.tolerations)])
     pod["containers"] = [{
         "name": layout.CONTAINER,
         "image": k8s.image,
@@ -209,7 +212,10 @@ def build_job(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
         job_spec["podFailurePolicy"] = policy
     if minor(k8s.version) >= (1, 29):
         job_spec["podReplacementPolicy"] = "Failed"
-    job_spec["template"] = {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod}
+    job_spec["template"] = {
+        "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+        "spec": pod,
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -143,7 +143,8 @@ SPOT_PLACEMENT: Mapping[str, tuple[Mapping[str, str], tuple[Mapping[str, str], .
     "karpenter": ({"karpenter.sh/capacity-type": "spot"}, ()),
     # GKE taints spot node pools only when asked to; tolerating the taint is harmless when absent.
     "gke": ({"cloud.google.com/gke-spot": "true"},
-            ({"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"},)),
+            ({"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true",
+              "effect": "NoSchedule"},)),
     "aks": ({"kubernetes.azure.com/scalesetpriority": "spot"},
             ({"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot",
               "effect": "NoSchedule"},)),

@@ -1,0 +1,188 @@
+"""Kubernetes manifests of a run: a kustomize base under `k8s/`, applied with `kubectl apply -k k8s/`.
+
+Output (paths relative to out/):
+
+- `k8s/kustomization.yaml`: namespace, the recommended labels (`labels:` without selectors) and
+  annotations for every object, the Job, and a `configMapGenerator` for the files the trainer needs.
+- `k8s/job.yaml`: the batch/v1 Job (see `k8s_job` for its design).
+- `k8s/files/<path>`: verbatim copies of the bundle (train.py, plan.json, configs, ftc_runtime/...),
+  because kustomize reads generator files only from inside its own directory.
+
+The ConfigMap keeps kustomize's content-hash name suffix: a changed file gives a new ConfigMap name,
+and kustomize rewrites the Job's reference to it. The ConfigMap is immutable (its name changes with
+its content anyway). ConfigMap keys cannot contain `/`, so `ftc_runtime/data.py` is stored under the
+key `ftc_runtime__data.py` and mapped back to its path by the volume's `items`; the files appear
+read-only under /opt/ftc in the container. The API server limits a ConfigMap to 1 MiB; client-side
+`kubectl apply` also copies it into an annotation limited to 256 KiB (`--server-side` has no such
+limit).
+
+Spec problems that would make these manifests wrong are reported by `kubernetes_problems` (run by
+the check stage); `render_kubernetes` refuses a plan that has any of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..diagnostics import Diagnostic, error, pointer_join, warning
+from ..plan import Plan
+from . import k8s_layout as layout
+from . import yamlio
+from .k8s_job import build_job, minor
+from .text import comment_header
+
+K8S_DIR = "k8s"
+FILES_SUBDIR = "files"
+SINGLE_NODE_TARGETS = ("job",)
+CONFIGMAP_MAX_BYTES = 1024 * 1024
+_KEY_SEGMENT = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+__all__ = ["configmap_items", "kubernetes_problems", "render_kubernetes"]
+
+
+def configmap_key(path: str) -> str:
+    """The ConfigMap key of a bundle path: `/` (not allowed in keys) becomes `__`."""
+    segments = path.split("/")
+    if any(s in ("", ".", "..") or not _KEY_SEGMENT.match(s) for s in segments):
+        raise ValueError(f"bundle path {path!r} cannot be a ConfigMap key")
+    key = "__".join(segments)
+    if len(key) > 253:
+        raise ValueError(f"bundle path {path!r} is too long for a ConfigMap key")
+    return key
+
+
+def configmap_items(bundle: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(ConfigMap key, path under /opt/ftc) for every bundle file, sorted by key."""
+    items: dict[str, str] = {}
+    for path in sorted(bundle):
+        key = configmap_key(path)
+        if key in items:
+            raise ValueError(f"bundle paths {items[key]!r} and {path!r} map to one ConfigMap key {key!r}")
+        items[key] = path
+    size = sum(len(key.encode()) + len(bundle[path].encode("utf-8")) for key, path in items.items())
+    if size > CONFIGMAP_MAX_BYTES:
+        raise ValueError(f"the generated files take {size} bytes; a ConfigMap holds at most "
+                         f"{CONFIGMAP_MAX_BYTES}")
+    return sorted(items.items())
+
+
+def labels(plan: Plan) -> dict[str, str]:
+    """Labels of every object and pod: the spec's labels and the recommended app.kubernetes.io ones."""
+    own = layout.recommended_labels(plan.spec.metadata.name, plan.derived.workload_name)
+    return dict(sorted({**plan.spec.metadata.labels, **own}.items()))
+
+
+def annotations(plan: Plan) -> dict[str, str]:
+    """Annotations of every object and pod: the spec's annotations and the provenance of the run."""
+    own = {layout.SPEC_SHA_ANNOTATION: plan.spec_sha256, layout.VERSION_ANNOTATION: plan.ftc_version}
+    return dict(sorted({**plan.spec.metadata.annotations, **own}.items()))
+
+
+def kustomization(plan: Plan, configmap: str, items: list[tuple[str, str]]) -> dict[str, Any]:
+    k8s = plan.spec.kubernetes
+    assert k8s is not None
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": k8s.namespace,
+        "labels": [{"pairs": labels(plan), "includeSelectors": False}],
+        "commonAnnotations": annotations(plan),
+        "resources": ["job.yaml"],
+        "configMapGenerator": [{
+            "name": configmap,
+            "files": [f"{key}={FILES_SUBDIR}/{path}" for key, path in items],
+        }],
+        "generatorOptions": {"disableNameSuffixHash": False, "immutable": True},
+    }
+
+
+def render_kubernetes(plan: Plan, bundle: Mapping[str, str], header: str | None = None) -> dict[str, str]:
+    """{path relative to out/: text} of the Kubernetes manifests; {} without a `kubernetes` section.
+
+    `bundle` holds the files the trainer needs ({path relative to out/: text}); `header` is the
+    comment put on top of every YAML file (default: the provenance line of `text.comment_header`).
+    Raises ValueError for a plan that `kubernetes_problems` reports errors for, and for targets
+    other than `job` (the check stage rejects them first).
+    """
+    k8s = plan.spec.kubernetes
+    if k8s is None:
+        return {}
+    if k8s.target not in SINGLE_NODE_TARGETS:
+        raise ValueError(f"kubernetes.target {k8s.target!r} has no renderer")
+    errors = [d for d in kubernetes_problems(plan.to_dict()["spec"]) if d.is_error]
+    if errors:
+        raise ValueError("; ".join(f"{d.pointer}: {d.message}" for d in errors))
+    if "train.py" not in bundle:
+        raise ValueError("the bundle has no train.py")
+    header = comment_header(plan) if header is None else header
+    configmap = f"{plan.spec.metadata.name}-files"
+    items = configmap_items(bundle)
+    job = build_job(plan, configmap, items, labels(plan), annotations(plan))
+    files = {
+        f"{K8S_DIR}/kustomization.yaml": yamlio.dump(kustomization(plan, configmap, items), header),
+        f"{K8S_DIR}/job.yaml": yamlio.dump(job, header),
+    }
+    for path in sorted(bundle):
+        files[f"{K8S_DIR}/{FILES_SUBDIR}/{path}"] = bundle[path]
+    return files
+
+
+def kubernetes_problems(spec: Mapping[str, Any]) -> list[Diagnostic]:
+    """What in a resolved spec (plain data, as `Plan.to_dict()["spec"]`) breaks the Kubernetes output.
+
+    Errors (the renderer refuses such a plan): E315 an env/secret name ftc sets itself, or a name in
+    both env and secrets; E350 a label or annotation key ftc sets itself; E351 a node selector that
+    contradicts the spot selector; E352 an output.dir that cannot be a writable directory of the pod.
+    Warnings: W450 checkpoints and model lost with the pod; W451 spot without a provider; W452 wandb
+    without an API key; W453 Kueue on a cluster older than it supports.
+    Diagnostics carry no position; the check stage adds it from the pointer.
+    """
+    k8s = spec["kubernetes"]
+    if k8s is None:
+        return []
+    out: list[Diagnostic] = []
+    for section in ("env", "secrets"):
+        for name in sorted(set(k8s[section]) & set(layout.FIXED_ENV)):
+            out.append(error("E315", pointer_join(f"/kubernetes/{section}", name),
+                             f"{name} is set by ftc for the training container and cannot be overridden"))
+    for name in sorted(set(k8s["env"]) & set(k8s["secrets"])):
+        out.append(error("E315", pointer_join("/kubernetes/secrets", name),
+                         f"{name} is set both in env and in secrets"))
+    metadata = spec["metadata"]
+    for key in sorted(set(metadata["labels"]) & set(layout.RESERVED_LABELS)):
+        hint = "use kubernetes.queue" if key == layout.QUEUE_LABEL else "remove it; ftc sets this label"
+        out.append(error("E350", pointer_join("/metadata/labels", key), f"label {key} is set by ftc",
+                         hint=hint))
+    for key in sorted(k for k in metadata["annotations"] if k.startswith(layout.ANNOTATION_PREFIX)):
+        out.append(error("E350", pointer_join("/metadata/annotations", key),
+                         f"annotations under {layout.ANNOTATION_PREFIX} are set by ftc"))
+    spot_selector, _ = layout.spot_placement(spec["resources"]["spot"], k8s["spot_provider"])
+    for key in layout.spot_selector_conflicts(k8s["node_selector"], spot_selector):
+        out.append(error("E351", pointer_join("/kubernetes/node_selector", key),
+                         f"node selector {key}={k8s['node_selector'][key]} contradicts the spot selector "
+                         f"{key}={spot_selector[key]}", hint="remove it, or set resources.spot: false"))
+    problem = layout.output_dir_problem(spec["output"]["dir"])
+    if problem is not None:
+        out.append(error("E352", "/output/dir", problem,
+                         hint=f"use a path such as {layout.WORK_DIR}/output"))
+    elif spec["checkpointing"]["storage"] is None and not layout.output_is_persistent(spec):
+        out.append(warning(
+            "W450", "/checkpointing/storage",
+            "on Kubernetes output.dir is an emptyDir: checkpoints and the trained model are deleted when the "
+            "pod ends, and a retried pod starts from scratch",
+            hint="set checkpointing.storage (e.g. {uri: s3://bucket/prefix}) to keep them"))
+    if spec["resources"]["spot"] and k8s["spot_provider"] == "none":
+        out.append(warning("W451", "/kubernetes/spot_provider",
+                           "resources.spot is true but no spot_provider is set: nothing selects spot nodes",
+                           hint="set kubernetes.spot_provider to eks, karpenter, gke or aks"))
+    if "wandb" in spec["monitoring"]["report_to"] and "WANDB_API_KEY" not in {**k8s["secrets"], **k8s["env"]}:
+        out.append(warning("W452", "/kubernetes/secrets",
+                           "monitoring reports to wandb but the pod gets no WANDB_API_KEY",
+                           hint="add WANDB_API_KEY: {name: <secret>, key: <key>} to kubernetes.secrets"))
+    if k8s["queue"] is not None and minor(k8s["version"]) < (1, 29):
+        out.append(warning("W453", "/kubernetes/queue",
+                           "current Kueue releases need Kubernetes 1.29 or newer, the spec targets "
+                           f"{k8s['version']}"))
+    return out
