@@ -162,6 +162,22 @@ def method_blocks(ctx: Context) -> Iterator[Diagnostic]:
 
 
 @rule
+def method_runtime_limits(ctx: Context) -> Iterator[Diagnostic]:
+    method = ctx.spec["method"]
+    kind = method["type"]
+    if kind == "prefix_tuning" and ctx.spec["training"]["gradient_checkpointing"]:
+        yield _e(ctx, "E317", "/training/gradient_checkpointing",
+                 "prefix_tuning cannot train with gradient checkpointing (transformers drops the prefix "
+                 "key/value cache when recomputing activations)", "set training.gradient_checkpointing: false")
+    soft_prompt = kind in resolve.PROMPT_METHODS or (
+        kind == "adapter" and method["adapter"] is not None and method["adapter"]["kind"] == "llama_adapter")
+    if soft_prompt and ctx.spec["output"]["save"] != "adapter":
+        yield _e(ctx, "E318", "/output/save",
+                 f"{kind if kind != 'adapter' else 'llama_adapter'} adds virtual tokens and cannot be merged "
+                 "into the base weights", "set output.save: adapter")
+
+
+@rule
 def attention_kernel(ctx: Context) -> Iterator[Diagnostic]:
     if ctx.spec["performance"]["attention"] != "flash_attention_2":
         return
@@ -264,6 +280,18 @@ def early_stopping_present(ctx: Context) -> Iterator[Diagnostic]:
     if ctx.spec["data"]["validation"] is not None and ctx.spec["training"]["early_stopping"] is None:
         yield _w(ctx, "W404", "/training/early_stopping", "no early stopping: training may overfit",
                  "training.early_stopping: {patience: 3}")
+
+
+@rule
+def best_model_reload(ctx: Context) -> Iterator[Diagnostic]:
+    training = ctx.spec["training"]
+    every = ctx.spec["checkpointing"]["every_steps"]
+    if training["early_stopping"] is not None and every % training["eval_every_steps"] != 0:
+        yield _w(ctx, "W407", "/checkpointing/every_steps",
+                 f"checkpoints every {every} steps do not fall on evaluations every "
+                 f"{training['eval_every_steps']} steps: the best model cannot be reloaded at the end, "
+                 "the final model is the last step's",
+                 "make checkpointing.every_steps a multiple of training.eval_every_steps")
 
 
 @rule

@@ -9,3 +9,7 @@ OK = 0
 CONFIG_ERROR = 3
 # The environment cannot run the plan (no CUDA, missing flash-attn, no bf16 on this GPU): fail fast too.
 ENVIRONMENT_ERROR = 4
+# Stopped by SIGTERM (preemption, drain, deletion) after saving a checkpoint: the run resumes from
+# it, so a replacement pod must not use up a retry (podFailurePolicy Ignore). 128 + SIGTERM, as a shell
+# would report it.
+TERMINATED = 143

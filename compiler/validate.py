@@ -117,6 +117,10 @@ def _from_error(err: ValidationError, positions: Mapping[str, Position],
         return [error(BAD_FORMAT, where, f"invalid key {err.instance!r}: not {named}",
                       _position(where, key_positions) or _position(pointer, positions))]
     if kind == "anyOf":
+        # A list that is the right kind of value but has a bad item: report the item itself.
+        deeper = [e for e in err.context or [] if len(e.absolute_path) > len(err.absolute_path)]
+        if deeper:
+            return [d for e in deeper for d in _from_error(e, positions, key_positions)]
         what = schema.get("description", "")
         return [error(NO_MATCH, pointer, f"{err.instance!r} is not an accepted value. {what}".strip(),
                       _position(pointer, positions))]

@@ -95,3 +95,51 @@ def test_compile_path_never_imports_the_training_stack(tmp_path: Path) -> None:
                                 capture_output=True, text=True, check=True)
         heavy = result.stdout.strip().splitlines()[-1]
         assert heavy == "HEAVY:", f"{example.name} imported {heavy}"
+
+
+def _write_bad(kind: str, path: Path) -> None:
+    spec = ("apiVersion: ftc/v1\nkind: FineTune\nmetadata: {name: x}\nmodel: {name_or_path: m}\n"
+            "data: {train: {path: t}}\n")
+    contents: dict[str, bytes] = {
+        "malformed": b"apiVersion: ftc/v1\nkind: [FineTune\n",
+        "duplicate": (spec + "kind: FineTune\n").encode(),
+        "unknown": (spec + "trainin: {}\n").encode(),
+        "wrong-type": (spec + "training: {epochs: three}\n").encode(),
+        "non-mapping": b"- a\n- b\n",
+        "empty": b"",
+        "binary": bytes(range(256)) * 4,
+        "python-tag": b"apiVersion: !!python/object/apply:os.system ['echo pwned']\n",
+        "alias-bomb": ("a: &a [x, x, x, x, x, x, x, x, x]\n"
+                       + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n"
+                                 for p, c in zip("abcdefgh", "bcdefghi", strict=True))).encode(),
+        "deep": b"a: " + b"[" * 10_000 + b"]" * 10_000 + b"\n",
+    }
+    if kind == "huge":
+        with open(path, "wb") as handle:
+            handle.truncate(50 * 1024 * 1024)
+        return
+    path.write_bytes(contents[kind])
+
+
+BAD_KINDS = ["malformed", "duplicate", "unknown", "wrong-type", "non-mapping", "empty", "binary", "python-tag",
+             "alias-bomb", "deep", "huge"]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+@pytest.mark.parametrize("command", ["validate", "compile"])
+def test_bad_input_is_a_clear_error_not_a_traceback(kind: str, command: str, tmp_path: Path) -> None:
+    import time
+
+    spec = tmp_path / "spec.yaml"
+    _write_bad(kind, spec)
+    args = [command, str(spec)] + (["-o", str(tmp_path / "out")] if command == "compile" else [])
+    start = time.perf_counter()
+    result = CliRunner().invoke(main, args)
+    elapsed = time.perf_counter() - start
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{spec}") and "error[E" in first, first
+    assert elapsed < 2.0, f"{kind} took {elapsed:.2f} s"
+    assert not (tmp_path / "out").exists(), "nothing is written for a bad spec"

@@ -153,16 +153,18 @@ def assert_job_matches_plan(plan: Plan, bundle: Mapping[str, str], docs: list[di
         rules = policy["rules"]
         disrupted = [{"type": "DisruptionTarget", "status": "True"}]
         assert {"action": "Ignore", "onPodConditions": disrupted} in rules
-        exit_rules = [r for r in rules if "onExitCodes" in r]
+        terminated = [r for r in rules if r.get("onExitCodes", {}).get("values") == [exitcodes.TERMINATED]]
+        assert len(terminated) == 1 and terminated[0]["action"] == "Ignore"
+        assert terminated[0]["onExitCodes"]["containerName"] == "trainer"
+        exit_rules = [r for r in rules if "onExitCodes" in r and r["action"] == "FailJob"]
         assert len(exit_rules) == 1
-        assert exit_rules[0]["action"] == "FailJob"
         codes = sorted([exitcodes.CONFIG_ERROR, exitcodes.ENVIRONMENT_ERROR])
         assert exit_rules[0]["onExitCodes"] == {"containerName": "trainer", "operator": "In", "values": codes}
         if version < (1, 29):
             assert all("onPodConditions" in r for r in rules)
             assert exit_rules[0]["onPodConditions"] == []
         else:
-            assert "onPodConditions" not in exit_rules[0]
+            assert "onPodConditions" not in exit_rules[0] and "onPodConditions" not in terminated[0]
     assert ("podReplacementPolicy" in job["spec"]) == (version >= (1, 29))
     if version >= (1, 29):
         assert job["spec"]["podReplacementPolicy"] == "Failed"

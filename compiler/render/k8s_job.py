@@ -14,9 +14,11 @@ Choices that are not obvious from the API reference:
   API server would drop it and GitOps tools would report a permanent diff):
   1. a pod with the `DisruptionTarget` condition (preemption, node drain, spot reclaim, eviction) is
      ignored: replaced without counting against `backoffLimit`;
-  2. exit codes `CONFIG_ERROR` and `ENVIRONMENT_ERROR` of the trainer container fail the Job at once,
-     since a retry cannot help. Only launchers that pass the exit code through (python, deepspeed)
-     produce them; torchrun reports any failed worker as 1, which counts as an ordinary failure.
+  2. exit code `TERMINATED` (143) is ignored as well: the runtime exits with it after saving a
+     checkpoint on SIGTERM, so the replacement pod resumes and no retry is used up;
+  3. exit codes `CONFIG_ERROR` and `ENVIRONMENT_ERROR` of the trainer container fail the Job at once,
+     since a retry cannot help. Only a launcher that passes the exit code through (python) produces
+     them; torchrun reports any failed worker as 1, which counts as an ordinary failure.
   Up to 1.28 every rule must carry `onPodConditions`, so exit-code rules get `onPodConditions: []`;
   from 1.29 the field is optional and omitted there (the API server omits it when empty).
 - `podReplacementPolicy: Failed` (1.29+): a replacement pod starts only once the old one has fully
@@ -67,10 +69,16 @@ def pod_failure_policy(version: str) -> dict[str, Any] | None:
         "onExitCodes": {"containerName": layout.CONTAINER, "operator": "In",
                         "values": list(FAIL_FAST_EXIT_CODES)},
     }
+    terminated_rule: dict[str, Any] = {
+        "action": "Ignore",
+        "onExitCodes": {"containerName": layout.CONTAINER, "operator": "In", "values": [exitcodes.TERMINATED]},
+    }
     if minor(version) < (1, 29):
         exit_codes_rule["onPodConditions"] = []
+        terminated_rule["onPodConditions"] = []
     return {"rules": [
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        terminated_rule,
         exit_codes_rule,
     ]}
 

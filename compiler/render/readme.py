@@ -6,7 +6,7 @@ import shlex
 
 from ..plan import Plan
 from .launch import launch_argv
-from .text import provenance, render_template
+from .text import markdown_code, provenance, render_template
 
 
 def _commands(plan: Plan, has_k8s: bool) -> list[tuple[str, str]]:
@@ -21,7 +21,6 @@ def _commands(plan: Plan, has_k8s: bool) -> list[tuple[str, str]]:
     commands.append(("With accelerate", "accelerate launch --config_file accelerate_config.yaml train.py"))
     if spec.performance.deepspeed is None and world == 1:
         commands.append(("With torchrun", "torchrun --nproc-per-node 1 train.py"))
-    commands.append(("Through ftc (environment checks first)", "ftc run ."))
     if has_k8s:
         commands.append(("On Kubernetes", "kubectl apply -k k8s/"))
     return commands
@@ -50,7 +49,7 @@ def readme(plan: Plan, files: dict[str, str]) -> str:
         "README.md.j2",
         provenance=provenance(plan),
         name=spec.metadata.name,
-        rows=rows,
+        rows=[(label, markdown_code(value)) for label, value in rows],
         commands=_commands(plan, has_k8s),
         files=sorted(entries),
         has_k8s=has_k8s,

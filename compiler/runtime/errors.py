@@ -1,0 +1,44 @@
+"""Errors that end a run with a meaningful exit code (see exitcodes.py) instead of a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from .exitcodes import CONFIG_ERROR, ENVIRONMENT_ERROR
+
+LOG = logging.getLogger("ftc")
+
+F = TypeVar("F", bound=Callable[..., int])
+
+
+class ConfigError(Exception):
+    """The plan or the data cannot work (missing file, unusable rows, unsupported setting)."""
+
+    exit_code = CONFIG_ERROR
+
+
+class EnvironmentProblem(Exception):
+    """This machine cannot run the plan (no CUDA, a missing package, no bf16 support)."""
+
+    exit_code = ENVIRONMENT_ERROR
+
+
+def exit_codes(main: F) -> F:
+    """Decorator for train.py's main: ConfigError exits 3 and EnvironmentProblem 4, with one log line.
+
+    Retrying cannot fix either, so the Kubernetes Job fails at once instead of burning its retries;
+    any other exception keeps its traceback and exit code 1.
+    """
+
+    @functools.wraps(main)
+    def wrapper(*args: object, **kwargs: object) -> int:
+        try:
+            return main(*args, **kwargs)
+        except (ConfigError, EnvironmentProblem) as error:
+            LOG.error("%s", error)
+            raise SystemExit(error.exit_code) from error
+
+    return wrapper  # type: ignore[return-value]

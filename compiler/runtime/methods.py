@@ -1,0 +1,169 @@
+"""Fine-tuning methods: which weights train. Everything but `full` is a PEFT adapter (peft library)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from peft import (
+    AdaptionPromptConfig,
+    IA3Config,
+    LoHaConfig,
+    LoKrConfig,
+    LoraConfig,
+    PeftConfig,
+    PrefixTuningConfig,
+    PromptEncoderConfig,
+    PromptEncoderReparameterizationType,
+    PromptTuningConfig,
+    PromptTuningInit,
+    TaskType,
+    get_peft_model,
+    prepare_model_for_kbit_training,
+)
+from torch import nn
+
+from .errors import ConfigError
+
+LOG = logging.getLogger("ftc")
+
+LORA_METHODS = frozenset({"lora", "qlora", "dora"})
+PROMPT_METHODS = frozenset({"prompt_tuning", "p_tuning", "prefix_tuning"})
+ADAPTER_KINDS = frozenset({"ia3", "loha", "lokr", "llama_adapter"})
+
+
+def adds_virtual_tokens(method: Mapping[str, Any]) -> bool:
+    """Methods that prepend trainable tokens to every row (prompt learning and LLaMA-Adapter)."""
+    return method["type"] in PROMPT_METHODS or (
+        method["type"] == "adapter" and method["adapter"]["kind"] == "llama_adapter")
+
+
+def can_merge(method: Mapping[str, Any]) -> bool:
+    """Whether the adapter can be folded into the base weights (`output.save: merged`)."""
+    return method["type"] != "full" and not adds_virtual_tokens(method)
+
+
+def _targets(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _lora(method: Mapping[str, Any]) -> LoraConfig:
+    lora = method["lora"]
+    return LoraConfig(
+        task_type=TaskType.CAUSAL_LM,
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=_targets(lora["target_modules"]),
+        bias=lora["bias"],
+        use_rslora=lora["rslora"],
+        modules_to_save=list(lora["modules_to_save"]) or None,
+        use_dora=method["type"] == "dora",
+    )
+
+
+def _adapter(adapter: Mapping[str, Any], model: nn.Module) -> PeftConfig:
+    kind = adapter["kind"]
+    targets = _targets(adapter["target_modules"])
+    if kind == "ia3":
+        return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=targets,
+                         feedforward_modules=_targets(adapter["feedforward_modules"]))
+    if kind in ("loha", "lokr"):
+        config = LoHaConfig if kind == "loha" else LoKrConfig
+        return config(task_type=TaskType.CAUSAL_LM, r=adapter["r"], alpha=adapter["alpha"],
+                      target_modules=targets)
+    if kind == "llama_adapter":
+        layers = getattr(model.config, "num_hidden_layers", adapter["adapter_layers"])
+        if adapter["adapter_layers"] > layers:
+            LOG.info("llama_adapter: adapter_layers %d > the model's %d layers; adapting all %d",
+                     adapter["adapter_layers"], layers, layers)
+        return AdaptionPromptConfig(task_type=TaskType.CAUSAL_LM, adapter_len=adapter["adapter_len"],
+                                    adapter_layers=min(adapter["adapter_layers"], layers))
+    raise ConfigError(f"method.adapter.kind {kind!r} is not supported (use one of {sorted(ADAPTER_KINDS)})")
+
+
+def _prompt(plan: Mapping[str, Any]) -> PeftConfig:
+    kind = plan["spec"]["method"]["type"]
+    prompt = plan["spec"]["method"]["prompt"]
+    if kind == "prompt_tuning":
+        model = plan["spec"]["model"]
+        if prompt["init_text"] is None:
+            return PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
+                                      num_virtual_tokens=prompt["num_virtual_tokens"],
+                                      prompt_tuning_init=PromptTuningInit.RANDOM)
+        return PromptTuningConfig(
+            task_type=TaskType.CAUSAL_LM,
+            num_virtual_tokens=prompt["num_virtual_tokens"],
+            prompt_tuning_init=PromptTuningInit.TEXT,
+            prompt_tuning_init_text=prompt["init_text"],
+            tokenizer_name_or_path=model["tokenizer"] or model["name_or_path"],
+            tokenizer_kwargs={"revision": model["revision"] if model["tokenizer"] is None else None,
+                              "trust_remote_code": model["trust_remote_code"]},
+        )
+    if kind == "p_tuning":
+        encoder = PromptEncoderReparameterizationType(prompt["encoder_type"])
+        hidden = prompt["encoder_hidden_size"]
+        kwargs = {} if hidden is None else {"encoder_hidden_size": hidden}  # PEFT's default: the model's size
+        return PromptEncoderConfig(task_type=TaskType.CAUSAL_LM, encoder_reparameterization_type=encoder,
+                                   num_virtual_tokens=prompt["num_virtual_tokens"], **kwargs)
+    return PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=prompt["num_virtual_tokens"],
+                              prefix_projection=prompt["prefix_projection"])
+
+
+def peft_config(plan: Mapping[str, Any], model: nn.Module) -> PeftConfig:
+    """The PEFT config of the plan's method (not for `full`)."""
+    method = plan["spec"]["method"]
+    kind = method["type"]
+    if kind in LORA_METHODS:
+        return _lora(method)
+    if kind == "adapter":
+        return _adapter(method["adapter"], model)
+    if kind in PROMPT_METHODS:
+        return _prompt(plan)
+    raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
+
+
+def _log_trainable(model: nn.Module) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    LOG.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100.0 * trainable / max(total, 1))
+
+
+def check_method(plan: Mapping[str, Any]) -> None:
+    """Reject, before anything is loaded, method settings that cannot work."""
+    spec = plan["spec"]
+    method = spec["method"]
+    kind = method["type"]
+    if kind not in LORA_METHODS | PROMPT_METHODS | {"full", "adapter"}:
+        raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
+    if kind == "adapter" and (method["adapter"] is None or method["adapter"]["kind"] not in ADAPTER_KINDS):
+        raise ConfigError(f"method.type adapter needs method.adapter.kind, one of {sorted(ADAPTER_KINDS)}")
+    if spec["output"]["save"] != "adapter" and kind != "full" and not can_merge(method):
+        name = method["adapter"]["kind"] if kind == "adapter" else kind
+        raise ConfigError(f"output.save {spec['output']['save']!r}: {name} cannot be merged into the base "
+                          "weights; use output.save: adapter")
+    if kind == "prefix_tuning" and spec["training"]["gradient_checkpointing"]:
+        # Checkpointed layers run without the KV cache that carries the trained prefix.
+        raise ConfigError("prefix_tuning does not work with gradient checkpointing; "
+                          "set training.gradient_checkpointing: false")
+
+
+def apply_method(plan: Mapping[str, Any], model: nn.Module) -> nn.Module:
+    """Make the planned weights trainable: all of them (`full`) or a PEFT adapter around a frozen base."""
+    check_method(plan)
+    spec = plan["spec"]
+    method = spec["method"]
+    if method["type"] == "full":
+        _log_trainable(model)
+        return model
+    checkpointing = spec["training"]["gradient_checkpointing"]
+    if method["quantization"] is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif checkpointing:
+        # Frozen embeddings give outputs without grad; checkpointed blocks then need inputs that require it.
+        model.enable_input_require_grads()
+    peft_model = get_peft_model(model, peft_config(plan, model))
+    _log_trainable(peft_model)
+    return peft_model

@@ -1,0 +1,128 @@
+"""Tokenizer and base model: dtype from the precision, the attention kernel, optional 4/8-bit loading."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from .errors import ConfigError, EnvironmentProblem
+
+LOG = logging.getLogger("ftc")
+
+DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _check_local(source: str, what: str) -> None:
+    """A missing local directory is a config error, not a Hub lookup that fails later.
+
+    Hub ids look like `name` or `org/name`; anything starting with `.`, `/` or `~` or with more than
+    one `/` is taken as a path.
+    """
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1
+    if looks_local and not Path(source).expanduser().exists():
+        raise ConfigError(f"{what} {source!r} does not exist "
+                          f"(relative paths are resolved against {os.getcwd()})")
+
+
+def load_tokenizer(plan: Mapping[str, Any]) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model.tokenizer` (or the model), with a pad token and right padding."""
+    spec = plan["spec"]["model"]
+    source = spec["tokenizer"] or spec["name_or_path"]
+    _check_local(source, "model.tokenizer" if spec["tokenizer"] else "model.name_or_path")
+    tokenizer = AutoTokenizer.from_pretrained(
+        source,
+        revision=spec["revision"] if spec["tokenizer"] is None else None,
+        trust_remote_code=spec["trust_remote_code"],
+    )
+    if tokenizer.pad_token is None:
+        # Reuse an existing token rather than adding one: a new token would grow the embedding matrix
+        # (and every saved adapter); pad positions are masked out of attention and loss anyway.
+        fallback = tokenizer.unk_token or tokenizer.eos_token
+        if fallback is None:
+            raise ConfigError(f"the tokenizer of {source!r} has no pad, unk or eos token to pad with")
+        tokenizer.pad_token = fallback
+        LOG.info("tokenizer: no pad token, padding with %r", fallback)
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def choose_attention(plan: Mapping[str, Any]) -> str:
+    """The attention kernel: `auto` takes flash_attention_2 when usable, else sdpa; the choice is logged."""
+    requested = plan["spec"]["performance"]["attention"]
+    precision = plan["spec"]["training"]["precision"]
+    has_flash = importlib.util.find_spec("flash_attn") is not None
+    cuda = torch.cuda.is_available()
+    if requested == "auto":
+        chosen = "flash_attention_2" if has_flash and cuda and precision != "fp32" else "sdpa"
+        LOG.info("attention: auto -> %s (flash_attn installed: %s, CUDA: %s, precision: %s)",
+                 chosen, has_flash, cuda, precision)
+        return chosen
+    if requested == "flash_attention_2":
+        if not has_flash:
+            raise EnvironmentProblem(
+                "performance.attention is flash_attention_2 but the flash_attn package is not installed: "
+                "install it (pip install flash-attn --no-build-isolation) or set performance.attention: sdpa")
+        if not cuda:
+            raise EnvironmentProblem("performance.attention is flash_attention_2, which needs a CUDA GPU; "
+                                     "set performance.attention: sdpa to run here")
+    LOG.info("attention: %s", requested)
+    return requested
+
+
+def model_dtype(plan: Mapping[str, Any]) -> torch.dtype:
+    """The dtype weights are loaded in.
+
+    Full fine-tuning loads fp32 weights and trains under bf16/fp16 autocast: updates of a 1e-5
+    learning rate are below bf16's resolution, so bf16 weights would silently drop most of them
+    (and fp16 mixed precision refuses fp16 weights). PEFT loads the frozen base in the training
+    precision; PEFT keeps the adapter weights themselves in fp32.
+    """
+    if plan["spec"]["method"]["type"] == "full":
+        return torch.float32
+    return DTYPES[plan["spec"]["training"]["precision"]]
+
+
+def quantization_config(quantization: Mapping[str, Any]) -> BitsAndBytesConfig:
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise EnvironmentProblem("method.quantization needs the bitsandbytes package "
+                                 "(pip install bitsandbytes)")
+    if quantization["bits"] == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization["quant_type"],
+        bnb_4bit_use_double_quant=quantization["double_quant"],
+        bnb_4bit_compute_dtype=DTYPES[quantization["compute_dtype"]],
+    )
+
+
+def load_model(plan: Mapping[str, Any], attention: str, quantize: bool = True) -> PreTrainedModel:
+    """The base model in the plan's dtype with the chosen attention kernel, quantized when planned."""
+    spec = plan["spec"]
+    source = spec["model"]["name_or_path"]
+    _check_local(source, "model.name_or_path")
+    kwargs: dict[str, Any] = {
+        "revision": spec["model"]["revision"],
+        "trust_remote_code": spec["model"]["trust_remote_code"],
+        "dtype": model_dtype(plan),
+        "attn_implementation": attention,
+    }
+    quantization = spec["method"]["quantization"]
+    if quantize and quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization)
+        if torch.cuda.is_available():
+            # bitsandbytes quantizes while loading onto the device; each process loads onto its own GPU.
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    model.config.use_cache = False  # no KV cache while training (the smoke check turns it back on)
+    LOG.info("model: %s (%s, %s%s)", source, kwargs["dtype"], attention,
+             f", {quantization['bits']}-bit" if "quantization_config" in kwargs else "")
+    return model

@@ -1,0 +1,123 @@
+"""The final artifacts (`<output.dir>/final`, `<output.dir>/merged`) and a generation smoke check on them."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from .data import PreparedData
+from .model import load_model, model_dtype
+
+LOG = logging.getLogger("ftc")
+SMOKE_NEW_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """Where the run's results are: `final` holds the adapter (PEFT) or the whole model (full)."""
+
+    final_dir: Path | None
+    merged_dir: Path | None
+    adapter: bool
+
+
+def merge_adapter(plan: Mapping[str, Any], adapter_dir: Path, merged_dir: Path) -> Path:
+    """Fold the saved adapter into a fresh, unquantized copy of the base and save it.
+
+    Starting again from the base in the training dtype (not the quantized weights trained on) keeps
+    the merged weights free of 4/8-bit rounding; it needs CPU memory for one copy of the model.
+    """
+    base = load_model(plan, attention="eager", quantize=False)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.config.use_cache = True
+    merged.save_pretrained(merged_dir)
+    LOG.info("saved the merged model to %s", merged_dir)
+    del base, merged
+    gc.collect()
+    return merged_dir
+
+
+def save_final(plan: Mapping[str, Any], trainer: Trainer, tokenizer: PreTrainedTokenizerBase) -> SavedModel:
+    """Save per `output.save`: the adapter to final/, the merged model to merged/ (full: the model to final/).
+
+    Every process calls this (ZeRO-3 gathers the weights while saving); only the main one writes.
+    """
+    out = Path(trainer.args.output_dir)
+    save = plan["spec"]["output"]["save"]
+    trainer.model.config.use_cache = True  # the saved config is for inference
+    if not plan["derived"]["peft"]:
+        trainer.save_model(str(out / "final"))  # also saves the tokenizer (processing_class)
+        LOG.info("saved the model to %s", out / "final")
+        return SavedModel(out / "final", None, adapter=False)
+    keep_adapter = save in ("adapter", "both")
+    adapter_dir = out / ("final" if keep_adapter else "adapter-to-merge")
+    trainer.save_model(str(adapter_dir))
+    merged_dir = out / "merged" if save in ("merged", "both") else None
+    if trainer.is_world_process_zero():
+        if keep_adapter:
+            LOG.info("saved the adapter to %s", adapter_dir)
+        if merged_dir is not None:
+            merge_adapter(plan, adapter_dir, merged_dir)
+            tokenizer.save_pretrained(merged_dir)
+        if not keep_adapter:
+            shutil.rmtree(adapter_dir)
+    trainer.accelerator.wait_for_everyone()
+    return SavedModel(adapter_dir if keep_adapter else None, merged_dir, adapter=True)
+
+
+def _trust_remote_code(plan: Mapping[str, Any]) -> bool:
+    return bool(plan["spec"]["model"]["trust_remote_code"])
+
+
+def _load_saved(plan: Mapping[str, Any], saved: SavedModel, attention: str) -> tuple[Any, Path]:
+    if saved.adapter and saved.final_dir is not None:
+        base = load_model(plan, attention)
+        return PeftModel.from_pretrained(base, str(saved.final_dir)), saved.final_dir
+    source = saved.merged_dir if saved.merged_dir is not None else saved.final_dir
+    if source is None:
+        raise ValueError("nothing was saved")
+    trust = _trust_remote_code(plan)
+    model = AutoModelForCausalLM.from_pretrained(
+        source, dtype=model_dtype(plan), attn_implementation=attention, trust_remote_code=trust)
+    return model, source
+
+
+def smoke_generate(plan: Mapping[str, Any], saved: SavedModel, data: PreparedData,
+                   attention: str) -> str | None:
+    """Load the saved result from disk and greedily generate a few tokens for one validation prompt.
+
+    Proves the artifact loads and runs; it says nothing about quality. Runs on the main process only.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    model, source = _load_saved(plan, saved, attention)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=_trust_remote_code(plan))
+    if torch.cuda.is_available() and getattr(model, "hf_device_map", None) is None:
+        model = model.to("cuda")
+    model.eval()
+    model.config.use_cache = True
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([data.sample_prompt_ids], device=device)
+    with torch.no_grad():
+        output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                max_new_tokens=SMOKE_NEW_TOKENS, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id)
+    new_tokens = output[0, input_ids.shape[1]:]
+    text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+    LOG.info("smoke generation from %s: %r -> %r (%d new tokens)", source,
+             tokenizer.decode(data.sample_prompt_ids), text, len(new_tokens))
+    return text

@@ -1,0 +1,50 @@
+"""Shared fixtures. The runtime tests run fully offline on a tiny model built once per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before anything imports transformers/datasets/deepspeed: no network, caches in a throwaway directory.
+_CACHE = Path(tempfile.mkdtemp(prefix="ftc-test-cache-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HOME"] = str(_CACHE / "hf")
+os.environ["HF_DATASETS_CACHE"] = str(_CACHE / "datasets")
+os.environ["TORCH_EXTENSIONS_DIR"] = str(_CACHE / "torch_extensions")
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+@dataclass(frozen=True)
+class Tiny:
+    """The tiny model and its data files (see ftc.tiny)."""
+
+    model_dir: Path
+    data_dir: Path
+
+    @property
+    def alpaca(self) -> Path:
+        return self.data_dir / "train.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    from ftc.tiny import build
+
+    root = tmp_path_factory.mktemp("tiny")
+    build(root / "model", root / "data", rows=400, seed=0)
+    return Tiny(root / "model", root / "data")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny: Tiny) -> Any:  # a transformers tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny.model_dir)

@@ -1,0 +1,84 @@
+"""Plans for the runtime tests, and train.py rendered exactly as `ftc compile` renders it.
+
+`make_plan` runs the real resolve and plan stages on a partial spec (without the check stage, so tests
+can also build plans the compiler would refuse); `render_train_script` writes train.py and the runtime
+with the production renderer.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ftc import planner
+from ftc.plan import Plan
+from ftc.render.artifacts import runtime_files, train_script
+from ftc.resolve import resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def make_plan(model_dir: str | Path, data_path: str | Path, output_dir: str | Path,
+              **sections: dict[str, Any]) -> dict[str, Any]:
+    """A resolved plan for the tiny model: LoRA, fp32, 20 steps, 10 % validation; `sections` change it."""
+    raw = {
+        "apiVersion": "ftc/v1",
+        "kind": "FineTune",
+        "metadata": {"name": "tiny-test"},
+        "model": {"name_or_path": str(model_dir)},
+        "method": {"type": "lora",
+                   "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"}},
+        "data": {"train": {"path": str(data_path)}, "validation": {"fraction": 0.1}, "max_seq_length": 64,
+                 "packing": False},
+        "training": {"max_steps": 20, "learning_rate": 3e-3, "micro_batch_size": 8,
+                     "gradient_accumulation_steps": 1, "precision": "fp32", "eval_every_steps": 10,
+                     "logging_steps": 5, "lr_scheduler": "constant", "warmup_ratio": 0.0},
+        "checkpointing": {"every_steps": 10, "keep_last": 2},
+        "monitoring": {"report_to": []},
+        "output": {"dir": str(output_dir)},
+    }
+    raw = _merge(raw, sections)
+    sha = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+    return planner.make_plan(resolve(raw), sha).to_dict()
+
+
+def render_train_script(plan: dict[str, Any], out_dir: Path) -> Path:
+    """Write out_dir/train.py and out_dir/ftc_runtime/ as `ftc compile` does; returns the script path."""
+    frozen = Plan.from_dict(plan)
+    files = {"train.py": train_script(frozen), **runtime_files(frozen)}
+    for relative, text in files.items():
+        target = out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return out_dir / "train.py"
+
+
+def run_in_process(script: Path) -> int:
+    """Import a rendered train.py under a unique module name and call its main()."""
+    name = f"ftc_train_{abs(hash(str(script)))}"
+    spec = importlib.util.spec_from_file_location(name, script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    saved_path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+        return module.main()
+    finally:
+        del sys.modules[name]
+        sys.path[:] = saved_path

@@ -1,0 +1,136 @@
+"""Byte-determinism of `ftc compile` and the `--check` / safe-write contract, through the installed
+console script: the same spec gives the same tree whatever the hash seed, the working directory and
+the output path; `--check` sees every drift and writes nothing; a foreign directory is never touched."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from artifact_cases import CASES, Case, tree
+
+FTC = Path(sys.executable).parent / "ftc"
+
+
+def _env(seed: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONHASHSEED": seed}
+
+
+def _start(args: list[str], cwd: Path, seed: str = "0") -> subprocess.Popen[str]:
+    return subprocess.Popen([str(FTC), *args], cwd=cwd, env=_env(seed), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def ftc(args: list[str], cwd: Path, seed: str = "0") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(FTC), *args], cwd=cwd, env=_env(seed), capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def modes(root: Path) -> dict[str, int]:
+    return {p.relative_to(root).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_output_is_byte_identical_across_seeds_directories_and_paths(case: Case, tmp_path: Path) -> None:
+    spec = case.spec_file(tmp_path / "spec").resolve()
+    first_cwd, second_cwd = tmp_path / "cwd-one", tmp_path / "elsewhere" / "cwd-two"
+    first_cwd.mkdir()
+    second_cwd.mkdir(parents=True)
+    runs = [
+        _start(["compile", str(spec), "-o", "out"], first_cwd, seed="0"),
+        _start(["compile", str(spec), "-o", "deeper/nested/other-name"], second_cwd, seed="1"),
+    ]
+    for proc in runs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out + err
+    first, second = first_cwd / "out", second_cwd / "deeper" / "nested" / "other-name"
+    a, b = tree(first), tree(second)
+    assert sorted(a) == sorted(b)
+    assert "ftc-manifest.json" in a and "train.py" in a
+    for rel in a:
+        assert a[rel] == b[rel], rel
+    assert modes(first) == modes(second)
+
+
+# --------------------------------------------------------------------------------------------- --check
+
+
+@pytest.fixture()
+def compiled(tmp_path: Path) -> tuple[Path, Path]:
+    """A spec (the DeepSpeed example, with Kubernetes output) compiled into tmp_path/out."""
+    example = next(c for c in CASES if c.source is not None and c.deepspeed and c.kubernetes)
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(example.source.read_bytes())
+    result = ftc(["compile", str(spec), "-o", "out"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    return spec, tmp_path / "out"
+
+
+def test_check_is_clean_right_after_compile(compiled: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, out = compiled
+    before = tree(out)
+    result = ftc(["compile", str(spec), "-o", "out", "--check"], tmp_path, seed="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for label in ("changed:", "missing:", "stale:"):
+        assert label not in result.stdout
+    assert "up to date" in result.stdout
+    assert tree(out) == before
+
+
+def test_check_lists_exactly_the_edited_and_deleted_files_and_writes_nothing(
+        compiled: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, out = compiled
+    (out / "accelerate_config.yaml").write_text((out / "accelerate_config.yaml").read_text() + "# my edit\n")
+    (out / "ds_config.json").unlink()
+    before = tree(out)
+    result = ftc(["compile", str(spec), "-o", "out", "--check"], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    listed = sorted(line for line in result.stdout.splitlines() if line.split(":", 1)[0] in
+                    ("changed", "missing", "stale"))
+    assert listed == [f"changed: {Path('out') / 'accelerate_config.yaml'}",
+                      f"missing: {Path('out') / 'ds_config.json'}"]
+    assert "out of date" in result.stderr
+    assert tree(out) == before
+
+
+def test_spec_change_renames_the_job_and_check_reports_drift(compiled: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, out = compiled
+    job_before = yaml.safe_load((out / "k8s" / "job.yaml").read_text())
+    data = yaml.safe_load(spec.read_text())
+    data["training"]["learning_rate"] = 2.0e-5
+    changed_spec = tmp_path / "changed.yaml"
+    changed_spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = tree(out)
+    result = ftc(["compile", str(changed_spec), "-o", "out", "--check"], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    changed = {line.removeprefix("changed: ") for line in result.stdout.splitlines() if line.startswith("changed: ")}
+    for rel in ("k8s/job.yaml", "plan.json", "train.py", "ftc-manifest.json"):
+        assert str(Path("out") / rel) in changed, rel
+    assert tree(out) == before
+    # Compiling it for real gives the Job a new name (the content hash of the resolved spec).
+    assert ftc(["compile", str(changed_spec), "-o", "out"], tmp_path).returncode == 0
+    job_after = yaml.safe_load((out / "k8s" / "job.yaml").read_text())
+    name_before, name_after = job_before["metadata"]["name"], job_after["metadata"]["name"]
+    assert name_before != name_after
+    assert name_before.rsplit("-", 1)[0] == name_after.rsplit("-", 1)[0] == data["metadata"]["name"]
+    assert ftc(["compile", str(changed_spec), "-o", "out", "--check"], tmp_path).returncode == 0
+
+
+def test_refuses_a_directory_ftc_did_not_write(tmp_path: Path) -> None:
+    example = next(c for c in CASES if c.source is not None)
+    target = tmp_path / "mine"
+    (target / "sub").mkdir(parents=True)
+    (target / "notes.txt").write_text("keep me\n")
+    (target / "train.py").write_text("print('my own script')\n")
+    (target / "sub" / "data.bin").write_bytes(b"\x00\x01")
+    before, before_modes = tree(target), modes(target)
+    result = ftc(["compile", str(example.source), "-o", str(target)], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not written by ftc" in result.stderr and str(target) in result.stderr
+    assert "wrote" not in result.stdout
+    assert tree(target) == before and modes(target) == before_modes

@@ -1,0 +1,183 @@
+"""Runtime model loading and methods: attention choice, dtypes, quantization, PEFT wrapping, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import Tiny
+from ftc.runtime import methods, model
+from ftc.runtime.errors import ConfigError, EnvironmentProblem
+from ftc.runtime.methods import apply_method, check_method
+from ftc.runtime.model import choose_attention, load_model, load_tokenizer, model_dtype
+from peft import PeftModel
+from runtime_plans import make_plan
+
+
+def _plan(tiny: Tiny, tmp_path: Path, **sections: Any) -> dict[str, Any]:
+    return make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", **sections)
+
+
+def test_auto_attention_is_sdpa_without_flash_attn_and_logged(tiny: Tiny, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="ftc"):
+        assert choose_attention(_plan(tiny, tmp_path)) == "sdpa"
+    assert "attention: auto -> sdpa" in caplog.text
+    assert choose_attention(_plan(tiny, tmp_path, performance={"attention": "eager"})) == "eager"
+
+
+def test_auto_attention_takes_flash_attention_when_usable(tiny: Tiny, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(model.importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "flash_attn" else real(name, *a))
+    monkeypatch.setattr(model.torch.cuda, "is_available", lambda: True)
+    assert choose_attention(_plan(tiny, tmp_path, training={"precision": "bf16"})) == "flash_attention_2"
+    assert choose_attention(_plan(tiny, tmp_path, training={"precision": "fp32"})) == "sdpa"
+
+
+def test_flash_attention_without_the_package_fails_before_loading(tiny: Tiny, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _plan(tiny, tmp_path, performance={"attention": "flash_attention_2"},
+                 training={"precision": "bf16"})
+    with pytest.raises(EnvironmentProblem, match="flash_attn package is not installed.*attention: sdpa"):
+        choose_attention(plan)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(model.importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "flash_attn" else real(name, *a))
+    with pytest.raises(EnvironmentProblem, match="needs a CUDA GPU"):
+        choose_attention(plan)
+
+
+def test_dtypes_follow_precision(tiny: Tiny, tmp_path: Path) -> None:
+    assert model_dtype(_plan(tiny, tmp_path, training={"precision": "bf16"})) == torch.bfloat16
+    assert model_dtype(_plan(tiny, tmp_path, training={"precision": "fp16"})) == torch.float16
+    for precision in ("bf16", "fp16"):
+        full = _plan(tiny, tmp_path, training={"precision": precision}, method={"type": "full", "lora": None})
+        assert model_dtype(full) == torch.float32  # fp32 master weights under autocast
+    loaded = load_model(_plan(tiny, tmp_path, training={"precision": "bf16"}), "eager")
+    assert loaded.dtype == torch.bfloat16 and loaded.config._attn_implementation == "eager"
+    assert loaded.config.use_cache is False
+
+
+def test_missing_model_directory_is_a_config_error(tiny: Tiny, tmp_path: Path) -> None:
+    plan = make_plan(tmp_path / "no-such-model", tiny.alpaca, tmp_path / "out")
+    with pytest.raises(ConfigError, match="model.name_or_path .* does not exist"):
+        load_tokenizer(plan)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_model(plan, "sdpa")
+
+
+def test_tokenizer_without_pad_token_pads_with_eos(tiny: Tiny, tmp_path: Path) -> None:
+    tokenizer = load_tokenizer(_plan(tiny, tmp_path))
+    assert (tokenizer.pad_token, tokenizer.padding_side) == ("<pad>", "right")
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(tmp_path / "tok")
+    plan = _plan(tiny, tmp_path, model={"tokenizer": str(tmp_path / "tok")})
+    assert load_tokenizer(plan).pad_token == "</s>"
+
+
+def _trainable(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize(("method", "marker"), [
+    ({"type": "lora"}, "lora_A"),
+    ({"type": "lora", "lora": {"rslora": True, "bias": "lora_only", "target_modules": ["q_proj", "v_proj"],
+                               "modules_to_save": ["lm_head"]}}, "modules_to_save"),
+    ({"type": "dora"}, "lora_magnitude_vector"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "ia3"}}, "ia3_l"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "ia3", "target_modules": ["k_proj", "down_proj"],
+                                                   "feedforward_modules": ["down_proj"]}}, "ia3_l"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "loha", "target_modules": ["q_proj"]}},
+     "hada_w1_a"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "lokr", "r": 4}}, "lokr_w1"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "llama_adapter", "adapter_len": 4}},
+     "adaption_prompt"),
+    ({"type": "prompt_tuning", "lora": None}, "prompt_encoder"),
+    ({"type": "prompt_tuning", "lora": None, "prompt": {"num_virtual_tokens": 3, "init_text": "Reverse it"}},
+     "prompt_encoder"),
+    ({"type": "p_tuning", "lora": None, "prompt": {"encoder_type": "LSTM", "encoder_hidden_size": 16}},
+     "lstm"),
+    ({"type": "prefix_tuning", "lora": None, "prompt": {"prefix_projection": True}}, "prompt_encoder"),
+])
+def test_peft_methods_train_only_their_adapter(tiny: Tiny, tmp_path: Path, method: dict[str, Any],
+                                              marker: str) -> None:
+    training = {"gradient_checkpointing": method["type"] != "prefix_tuning"}
+    plan = _plan(tiny, tmp_path, method=method, training=training)
+    base = load_model(plan, "sdpa")
+    total = sum(p.numel() for p in base.parameters())
+    wrapped = apply_method(plan, base)
+    assert isinstance(wrapped, PeftModel)
+    trainable = [name for name, p in wrapped.named_parameters() if p.requires_grad]
+    assert trainable and any(marker in name for name in trainable), trainable[:5]
+    assert 0 < _trainable(wrapped) < total
+    batch = {"input_ids": torch.tensor([[1, 40, 41, 42, 2]]), "labels": torch.tensor([[-100, 40, 41, 42, 2]])}
+    wrapped(**batch).loss.backward()
+    assert all(p.grad is not None for p in wrapped.parameters() if p.requires_grad)
+
+
+def test_lora_settings_reach_peft(tiny: Tiny, tmp_path: Path) -> None:
+    plan = _plan(tiny, tmp_path, method={"type": "dora", "lora": {"r": 4, "alpha": 8, "rslora": True,
+                                                                  "target_modules": ["q_proj", "v_proj"]}})
+    config = methods.peft_config(plan, torch.nn.Linear(1, 1))
+    assert (config.r, config.lora_alpha, config.use_rslora, config.use_dora) == (4, 8, True, True)
+    assert set(config.target_modules) == {"q_proj", "v_proj"}
+    all_linear = methods.peft_config(_plan(tiny, tmp_path), torch.nn.Linear(1, 1))
+    assert all_linear.target_modules == "all-linear"
+
+
+def test_full_fine_tuning_trains_everything(tiny: Tiny, tmp_path: Path) -> None:
+    plan = _plan(tiny, tmp_path, method={"type": "full", "lora": None})
+    base = load_model(plan, "sdpa")
+    assert apply_method(plan, base) is base
+    assert _trainable(base) == sum(p.numel() for p in base.parameters())
+
+
+@pytest.mark.parametrize(("bits", "layer"), [(4, "Linear4bit"), (8, "Linear8bitLt")])
+def test_quantized_lora_loads_the_base_in_bitsandbytes_layers(tiny: Tiny, tmp_path: Path, bits: int,
+                                                               layer: str) -> None:
+    method = {"type": "qlora"} if bits == 4 else {"type": "lora", "quantization": {"bits": 8}}
+    plan = _plan(tiny, tmp_path, method=method)
+    if bits == 4:
+        expected = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "fp32"}
+        assert plan["spec"]["method"]["quantization"] == expected
+    wrapped = apply_method(plan, load_model(plan, "sdpa"))
+    assert any(type(m).__name__ == layer for m in wrapped.modules())
+    loss = wrapped(input_ids=torch.tensor([[1, 40, 41, 2]]), labels=torch.tensor([[-100, 40, 41, 2]])).loss
+    loss.backward()
+    assert all(p.grad is not None for p in wrapped.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize(("sections", "message"), [
+    ({"method": {"type": "prefix_tuning", "lora": None}},
+     "prefix_tuning does not work with gradient checkpointing"),
+    ({"method": {"type": "prompt_tuning", "lora": None}, "output": {"save": "both"}},
+     "prompt_tuning cannot be merged"),
+    ({"method": {"type": "adapter", "lora": None, "adapter": {"kind": "llama_adapter"}},
+      "output": {"save": "merged"}}, "llama_adapter cannot be merged"),
+    ({"method": {"type": "adapter", "lora": None}}, "method.type adapter needs method.adapter.kind"),
+    ({"method": {"type": "reft"}}, "method.type 'reft' is not supported"),
+])
+def test_impossible_method_settings_fail_before_loading(tiny: Tiny, tmp_path: Path, sections: dict[str, Any],
+                                                        message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_method(_plan(tiny, tmp_path, **sections))
+
+
+def test_missing_tracker_or_kernel_packages_fail_before_loading(tiny: Tiny, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from ftc.render.trainer_args import training_arguments
+    from ftc.runtime import trainer
+
+    monkeypatch.setattr(trainer.importlib.util, "find_spec", lambda name, *args: None)
+    plan = _plan(tiny, tmp_path, monitoring={"report_to": ["tensorboard"]})
+    with pytest.raises(EnvironmentProblem, match=r"report_to tensorboard needs the tensorboard package"):
+        trainer.make_training_arguments(training_arguments(plan), tmp_path)
+    plan = _plan(tiny, tmp_path, performance={"liger_kernel": True})
+    with pytest.raises(EnvironmentProblem, match=r"liger_kernel needs the liger-kernel package"):
+        trainer.make_training_arguments(training_arguments(plan), tmp_path)
