@@ -6,7 +6,6 @@ Plans are made by the real planner from complete resolved specs (every field of 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -14,6 +13,7 @@ from typing import Any
 
 from ftc import planner
 from ftc.plan import Plan
+from specs import deep_merge
 
 IMAGE = "ghcr.io/acme/ftc-train:2026.11"
 VERSIONS = ("1.25", "1.26", "1.28", "1.29", "1.32")
@@ -101,20 +101,9 @@ def base_spec() -> dict[str, Any]:
     }
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`base` with `overrides` merged in: nested dicts merge, anything else (lists, None) replaces."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and value:
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def make_plan(overrides: dict[str, Any] | None = None, *, content_hash: str | None = None) -> Plan:
     """The real planner's plan of `base_spec()` with `overrides` merged in."""
-    spec = _merge(base_spec(), overrides or {})
+    spec = deep_merge(base_spec(), overrides or {})
     plan = planner.make_plan(spec, hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest())
     if content_hash is None:
         return plan

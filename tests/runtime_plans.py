@@ -7,7 +7,6 @@ with the production renderer.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import json
@@ -19,18 +18,9 @@ from ftc import planner
 from ftc.plan import Plan
 from ftc.render.artifacts import runtime_files, train_script
 from ftc.resolve import resolve
+from specs import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def make_plan(model_dir: str | Path, data_path: str | Path, output_dir: str | Path,
@@ -52,7 +42,7 @@ def make_plan(model_dir: str | Path, data_path: str | Path, output_dir: str | Pa
         "monitoring": {"report_to": []},
         "output": {"dir": str(output_dir)},
     }
-    raw = _merge(raw, sections)
+    raw = deep_merge(raw, sections)
     sha = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
     return planner.make_plan(resolve(raw), sha).to_dict()
 

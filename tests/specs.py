@@ -35,6 +35,17 @@ def spec(**changes: Any) -> dict[str, Any]:
     return out
 
 
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in: non-empty nested dicts merge, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and value:
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def plan_of(data: dict[str, Any], strict: bool = False) -> Compiled:
     return plan_spec(load_spec_text(yaml.safe_dump(data, sort_keys=False)), strict=strict)
 

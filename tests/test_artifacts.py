@@ -464,7 +464,8 @@ def test_provenance_and_nothing_machine_specific(case_id: str, built: Callable[[
             data = json.loads(text)
             assert (data["generated_by"], data["spec_sha256"]) == (f"ftc {__version__}", sha), rel
         elif name == "ds_config.json":
-            json.loads(text)  # DeepSpeed takes no extra keys to carry provenance; the manifest indexes it
+            provenance = json.loads(text)["ftc_provenance"]  # JSON has no comments; DeepSpeed ignores the key
+            assert f"ftc {__version__}" in provenance and sha in provenance, rel
         else:
             assert rel.endswith((".py", ".yaml", ".txt", ".md")), rel
             lines = text.split("\n", 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..plan import Plan
+from .text import DO_NOT_EDIT, provenance
 
 
 def deepspeed_config(plan: Plan) -> dict[str, Any] | None:
@@ -31,6 +32,8 @@ def deepspeed_config(plan: Plan) -> dict[str, Any] | None:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     return {
         "bf16": {"enabled": training.precision == "bf16"},
+        # JSON has no comments; DeepSpeed ignores top-level keys it does not know.
+        "ftc_provenance": f"{provenance(plan)} {DO_NOT_EDIT}",
         "fp16": {"enabled": training.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16,
                  "loss_scale_window": 1000, "hysteresis": 2, "min_loss_scale": 1},
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
