@@ -10,17 +10,20 @@ from .text import markdown_code, provenance, render_template
 
 
 def _commands(plan: Plan, has_k8s: bool) -> list[tuple[str, str]]:
+    """Four ways to run the script: directly or with the planned launcher, torchrun, accelerate, Kubernetes."""
     spec = plan.spec
-    world = plan.derived.world_size
-    single = "python train.py" if world == 1 and plan.derived.deepspeed_config is None else None
-    commands: list[tuple[str, str]] = []
-    if single:
-        commands.append(("Directly with Python (one process)", single))
-    launched = shlex.join(launch_argv(plan, "train.py"))
-    commands.append((f"With the planned launcher ({plan.derived.launcher})", launched))
-    commands.append(("With accelerate", "accelerate launch --config_file accelerate_config.yaml train.py"))
-    if spec.performance.deepspeed is None and world == 1:
+    gpus = spec.resources.gpus_per_node
+    planned = shlex.join(launch_argv(plan, "train.py"))
+    commands = [("With the planned launcher" if plan.derived.launcher != "python" else "Directly with Python",
+                 planned)]
+    if plan.derived.launcher == "python":
         commands.append(("With torchrun", "torchrun --nproc-per-node 1 train.py"))
+    if spec.resources.nodes > 1:
+        commands[0] = (commands[0][0] + " (on every node, with --node-rank and --rdzv-endpoint of node 0)",
+                       planned)
+    commands.append(("With accelerate", "accelerate launch --config_file accelerate_config.yaml train.py"))
+    if spec.performance.deepspeed is not None and spec.resources.nodes == 1:
+        commands.append(("With the DeepSpeed launcher", f"deepspeed --num_gpus {gpus} train.py"))
     if has_k8s:
         commands.append(("On Kubernetes", "kubectl apply -k k8s/"))
     return commands
@@ -34,7 +37,9 @@ def readme(plan: Plan, files: dict[str, str]) -> str:
     rows = [
         ("Model", spec.model.name_or_path),
         ("Method", spec.method.type),
-        ("GPUs", f"{spec.resources.nodes} × {spec.resources.gpus_per_node} {spec.resources.gpu}"),
+        ("GPUs", f"{plan.derived.world_size} × {spec.resources.gpu}"
+                 + (f" ({spec.resources.nodes} nodes × {spec.resources.gpus_per_node})" if spec.resources.nodes > 1
+                    else "")),
         ("Global batch", f"{plan.derived.global_batch_size} = {spec.training.micro_batch_size} micro × "
                          f"{spec.training.gradient_accumulation_steps} accumulation × "
                          f"{plan.derived.world_size} GPUs"),
