@@ -17,6 +17,8 @@ from typing import Any
 from ftc import planner
 from ftc.plan import Plan
 from ftc.render.artifacts import runtime_files, train_script
+from ftc.render.configs import deepspeed_config
+from ftc.render.text import json_text
 from ftc.resolve import resolve
 from specs import deep_merge
 
@@ -51,6 +53,9 @@ def render_train_script(plan: dict[str, Any], out_dir: Path) -> Path:
     """Write out_dir/train.py and out_dir/ftc_runtime/ as `ftc compile` does; returns the script path."""
     frozen = Plan.from_dict(plan)
     files = {"train.py": train_script(frozen), **runtime_files(frozen)}
+    ds = deepspeed_config(frozen)
+    if ds is not None:
+        files["ds_config.json"] = json_text(ds)
     for relative, text in files.items():
         target = out_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"method.type": "full", "data.num_examples": 200000, "training.learning_rate": 3e-4}),
     ("W406", {"resources.spot": True, "checkpointing.storage": {"uri": "s3://b/p"}},
      {"resources.spot": True}),
+    ("W409", {"checkpointing.storage": None}, {"checkpointing.storage": {"uri": "s3://b/p"}}),
     ("W408", {"performance.deepspeed": {"stage": 2}, "resources.gpus_per_node": 2},
      {"performance.deepspeed": {"stage": 2}}),
     ("E317", {"method.type": "prefix_tuning", "training.gradient_checkpointing": False},

@@ -93,3 +93,21 @@ def test_importing_the_runtime_package_does_not_load_the_training_stack() -> Non
 def test_exit_codes_match_the_compiler() -> None:
     copy = (ROOT / "compiler" / "runtime" / "exitcodes.py").read_text(encoding="utf-8")
     assert copy == (ROOT / "compiler" / "exitcodes.py").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_single_gpu_deepspeed_runs_under_plain_python(tiny: Tiny, tmp_path: Path) -> None:
+    """One DeepSpeed process needs no launcher: the runtime sets up a loopback rendezvous itself."""
+    plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", performance={"deepspeed": {"stage": 2}},
+                     training={"max_steps": 2, "eval_every_steps": 2}, checkpointing={"every_steps": 2})
+    assert plan["derived"]["launcher"] == "python"
+    script = render_train_script(plan, tmp_path / "job")
+    assert (tmp_path / "job" / "ds_config.json").is_file()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["global_step"] == 2
+    assert (tmp_path / "out" / "checkpoint-2").is_dir()

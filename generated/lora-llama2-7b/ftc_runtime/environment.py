@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,24 @@ from transformers import set_seed
 from .methods import check_method
 
 LOG = logging.getLogger("ftc")
+
+
+def _single_process_rendezvous() -> None:
+    """Let DeepSpeed start in one plain `python` process.
+
+    Without a launcher DeepSpeed looks for MPI to learn its rank; a one-process rendezvous on
+    loopback avoids that. ftc starts single-GPU DeepSpeed runs with python rather than the deepspeed
+    launcher, because as a container's PID 1 that launcher does not pass SIGTERM on to training.
+    Variables already set (by torchrun or a user) win.
+    """
+    if "RANK" in os.environ:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_WORLD_SIZE", "1"),
+                        ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
+        os.environ.setdefault(name, value)
 
 
 def setup(plan: Mapping[str, Any]) -> None:
@@ -41,5 +60,10 @@ def setup(plan: Mapping[str, Any]) -> None:
     for name, value in tracker_env.items():
         if value is not None:
             os.environ.setdefault(name, value)
+    if plan["derived"]["deepspeed_config"] is not None and plan["derived"]["world_size"] == 1:
+        _single_process_rendezvous()
+    if spec["checkpointing"]["storage"] is not None:
+        LOG.warning("checkpointing.storage %s is not uploaded to by this version; checkpoints stay in %s",
+                    spec["checkpointing"]["storage"]["uri"], spec["output"]["dir"])
     LOG.info("ftc %s: %s (%s), spec sha256 %s", plan["ftc_version"], spec["metadata"]["name"],
              spec["method"]["type"], plan["spec_sha256"])
