@@ -8,7 +8,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test lint demo regen bench clean
+.PHONY: install test lint demo regen bench bench-throughput gpu-check clean
 
 # torch is pinned in the same pip command as everything else: without the pin, deepspeed/peft
 # would pull a multi-GB CUDA build of torch.
@@ -33,12 +33,21 @@ demo: install
 	@echo
 	@echo "Trained adapter: $(DEMO)/output/final"
 	@echo "Metrics:         $(DEMO)/output/metrics.json"
+	@echo "Loss curve:      $(DEMO)/output/loss_curve.png"
 
 regen: install
 	$(BIN)/python scripts/regen.py
 
 bench: install
 	$(BIN)/python scripts/bench_compile.py
+
+# ftc's train.py vs TRL (packing) vs a padded Trainer on a length-skewed dataset (CPU, a few minutes).
+bench-throughput: install
+	$(BIN)/python scripts/bench_throughput.py
+
+# On a CUDA machine: LoRA / QLoRA / full-FT steps on a random Llama-2-7B, peak memory and tokens/s.
+gpu-check: install
+	PYTHON=$(BIN)/python scripts/gpu_check.sh
 
 clean:
 	rm -rf $(DEMO) .cache .pytest_cache build dist *.egg-info

@@ -12,12 +12,12 @@ from typing import Any
 
 from . import resolve
 from .diagnostics import Diagnostic, Position, error, warning
+from .estimate import spec_only_estimate
+from .estimate.fit import NO_FIT
 from .gpus import GPUS
 from .render.k8s import kubernetes_problems
+from .render.k8s_targets import MULTI_NODE_TARGETS, TARGETS, supports
 from .validate import sort_diagnostics
-
-MULTI_NODE_TARGETS = ("indexed-job", "pytorchjob", "trainjob", "jobset")
-SUPPORTED_TARGETS = ("job",)
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,15 @@ def multi_node_target(ctx: Context) -> Iterator[Diagnostic]:
         yield _e(ctx, "E303", "/kubernetes/target",
                  f"{ctx.spec['resources']['nodes']} nodes need a multi-node target, not '{k8s['target']}'",
                  f"set kubernetes.target to one of: {', '.join(MULTI_NODE_TARGETS)}")
-    elif k8s["target"] not in SUPPORTED_TARGETS:
+    target = TARGETS[k8s["target"]]
+    if not supports(target.name, k8s["version"]):
+        runnable = [name for name in TARGETS if supports(name, k8s["version"])
+                    and (TARGETS[name].multi_node or ctx.spec["resources"]["nodes"] == 1)]
         yield _e(ctx, "E310", "/kubernetes/target",
-                 f"target '{k8s['target']}' is not available in this version of ftc",
-                 "use kubernetes.target: job (one node)")
+                 f"target '{target.name}' needs Kubernetes {target.floor_text} or newer ({target.why}); "
+                 f"the spec targets {k8s['version']}",
+                 f"set kubernetes.version to {target.floor_text} or newer, or use a target that runs on "
+                 f"{k8s['version']}: {', '.join(runnable)}")
 
 
 @rule
@@ -317,6 +322,24 @@ def spot_without_storage(ctx: Context) -> Iterator[Diagnostic]:
         yield _w(ctx, "W406", "/checkpointing/storage",
                  "spot capacity without remote checkpoint storage: a preempted node loses its checkpoints",
                  "set checkpointing.storage: {uri: s3://bucket/prefix}")
+
+
+@rule
+def estimated_memory_fits(ctx: Context) -> Iterator[Diagnostic]:
+    """W460: the estimated peak memory per GPU (`ftc estimate`, from the spec alone) exceeds the chosen GPU."""
+    result = spec_only_estimate(ctx.spec)
+    if isinstance(result, str) or result.status != NO_FIT:
+        return
+    gpu = GPUS[ctx.spec["resources"]["gpu"]]
+    if result.changes:
+        hint = f"{result.changes[0].description} (estimated {result.changes[0].peak_gib:.1f} GiB)"
+    elif result.cheapest is not None:
+        hint = f"use {result.cheapest.fit.gpus} × {result.cheapest.fit.gpu}"
+    else:
+        hint = "run `ftc estimate` for the breakdown"
+    yield _w(ctx, "W460", "/resources/gpu",
+             f"estimated peak memory {result.memory.device_peak / 2**30:.1f} GiB per GPU does not fit {gpu.name} "
+             f"({gpu.memory_gib:g} GiB); see `ftc estimate`", hint)
 
 
 def check(spec: dict[str, Any], raw: dict[str, Any], positions: Mapping[str, Position],

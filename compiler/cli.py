@@ -84,24 +84,33 @@ def compile_cmd(spec: str, out: str, check: bool, strict: bool, force: bool) -> 
 @main.command("validate", epilog="""\b
 Examples:
   ftc validate spec.yaml
+  ftc validate spec.yaml --k8s                  also build and validate the Kubernetes manifests
   ftc validate spec.yaml --strict --json | jq '.[].message'
 """)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list on stdout.")
-def validate_cmd(spec: str, strict: bool, as_json: bool) -> None:
+@click.option("--k8s", "k8s", is_flag=True,
+              help="Also build the Kubernetes manifests (kubectl kustomize) and validate every document strictly.")
+def validate_cmd(spec: str, strict: bool, as_json: bool, k8s: bool) -> None:
     """Check SPEC: schema, cross-field rules and best-practice lints, all reported at once."""
     from .load import load_spec
     from .pipeline import plan_spec
 
     result = plan_spec(load_spec(spec), strict=strict)
+    diagnostics = list(result.diagnostics)
+    if k8s and result.plan is not None:
+        from .k8s_validate import validate_kubernetes
+
+        diagnostics += validate_kubernetes(result.plan)
+    ok = not any(d.is_error for d in diagnostics)
     if as_json:
-        click.echo(dumps(result.diagnostics, spec))
+        click.echo(dumps(diagnostics, spec))
     else:
-        _report(result.diagnostics, spec)
-        if result.ok:
+        _report(diagnostics, spec)
+        if ok:
             click.echo(f"{spec}: valid")
-    if not result.ok:
+    if not ok:
         sys.exit(EXIT_SPEC)
 
 
@@ -143,3 +152,16 @@ def init_cmd(method: str, name: str, out: str | None) -> None:
         raise click.UsageError(f"{out} already exists; not overwriting it")
     path.write_text(text, encoding="utf-8")
     click.echo(f"wrote {out}; next: ftc validate {out}")
+
+
+def _register() -> None:
+    # Commands whose code lives in their own modules (they import more than the compile path needs,
+    # and only when they run).
+    from .cli_estimate import estimate_cmd
+    from .cli_run import run_cmd
+
+    main.add_command(estimate_cmd, "estimate")
+    main.add_command(run_cmd, "run")
+
+
+_register()

@@ -114,6 +114,7 @@ class Data:
     packing: bool
     train_on_inputs: bool
     num_examples: int | None
+    avg_tokens_per_example: int | None
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,12 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class WorkloadIdentity:
+    provider: str
+    identity: str
+
+
+@dataclass(frozen=True)
 class Kubernetes:
     version: str
     namespace: str
@@ -239,6 +246,11 @@ class Kubernetes:
     queue: str | None
     cache_pvc: str | None
     grace_period_seconds: int
+    unreachable_toleration_seconds: int | None
+    training_runtime: str
+    gpu_product_label: str | None
+    gpu_product_values: tuple[str, ...] | None
+    workload_identity: WorkloadIdentity | None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ def base_spec() -> dict[str, Any]:
             "packing": True,
             "train_on_inputs": False,
             "num_examples": 52000,
+            "avg_tokens_per_example": None,
         },
         "training": {
             "epochs": 3.0,
@@ -97,6 +98,11 @@ def base_spec() -> dict[str, Any]:
             "queue": None,
             "cache_pvc": None,
             "grace_period_seconds": 120,
+            "unreachable_toleration_seconds": None,
+            "training_runtime": "torch-distributed",
+            "gpu_product_label": "nvidia.com/gpu.product",
+            "gpu_product_values": None,
+            "workload_identity": None,
         },
     }
 

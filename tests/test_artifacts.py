@@ -21,6 +21,7 @@ import pytest
 import yaml
 from artifact_cases import BY_ID, CASES, EXAMPLES, ROOT, RUNTIME_SOURCES, Built, Case, build, script_literals
 from ftc import __version__
+from ftc.k8s_validate import validate_documents
 from test_k8s import validate as validate_k8s
 
 BIN = Path(sys.executable).parent
@@ -84,15 +85,16 @@ def test_compiles_to_the_expected_files(case_id: str, built: Callable[[str], Bui
     b = built(case_id)
     case = b.case
     files = b.compiled.files
-    top = {"train.py", "plan.json", "accelerate_config.yaml", "requirements.txt", "README.md", "ftc-manifest.json"}
+    top = {"train.py", "plan.json", "accelerate_config.yaml", "requirements.txt", "README.md", "ftc-manifest.json",
+           "estimate.json"}
     top |= {f"ftc_runtime/{name}" for name in RUNTIME_SOURCES}
     if case.deepspeed:
         top.add("ds_config.json")
     assert {p for p in files if not p.startswith("k8s/")} == top
     k8s = {p for p in files if p.startswith("k8s/")}
     if case.kubernetes:
-        payload = {f"k8s/files/{p}" for p in top - {"README.md", "ftc-manifest.json"}}
-        assert k8s == {"k8s/kustomization.yaml", "k8s/job.yaml"} | payload
+        payload = {f"k8s/files/{p}" for p in top - {"README.md", "ftc-manifest.json", "estimate.json"}}
+        assert k8s == _expected_manifests(case.raw) | payload
         for path in payload:
             assert files[path] == files[path.removeprefix("k8s/files/")], path
     else:
@@ -397,13 +399,54 @@ def test_ruff_check_bites(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ Kubernetes
 
 
+# The oldest Kubernetes each target runs on, and the kinds its manifests hold (besides the ConfigMap).
+TARGET_FLOORS = {"job": (1, 25), "indexed-job": (1, 25), "pytorchjob": (1, 28), "jobset": (1, 30), "trainjob": (1, 31)}
+TARGET_FILES = {"job": "job.yaml", "indexed-job": "job.yaml", "pytorchjob": "pytorchjob.yaml",
+                "trainjob": "trainjob.yaml", "jobset": "jobset.yaml"}
+TARGET_KINDS = {"job": "Job", "indexed-job": "Job", "pytorchjob": "PyTorchJob", "trainjob": "TrainJob",
+                "jobset": "JobSet"}
+
+
+def _target(raw: Any) -> tuple[str, int]:
+    return raw["kubernetes"].get("target", "job"), (raw.get("resources") or {}).get("nodes", 1)
+
+
+def _expected_manifests(raw: Any) -> set[str]:
+    target, nodes = _target(raw)
+    names = {"kustomization.yaml", TARGET_FILES[target]}
+    if target in ("pytorchjob", "trainjob", "jobset"):
+        names.add("kustomizeconfig.yaml")  # the ConfigMap name reference for the custom resource
+    if target == "indexed-job" and nodes > 1:
+        names.add("service.yaml")
+    if raw["kubernetes"].get("workload_identity"):
+        names.add("serviceaccount.yaml")
+    return {f"k8s/{name}" for name in names}
+
+
+def _expected_kinds(raw: Any) -> list[str]:
+    return sorted(p.removeprefix("k8s/").removesuffix(".yaml") for p in _expected_manifests(raw)
+                  if not p.startswith("k8s/kustom"))
+
+
 def _k8s_params() -> list[tuple[str, str]]:
     params = []
     for case in CASES:
         if case.kubernetes:
             own = str(case.raw["kubernetes"].get("version", DEFAULT_K8S_VERSION))
-            params += [(case.id, version) for version in sorted({"1.25", "1.32", own})]
+            floor = TARGET_FLOORS[_target(case.raw)[0]]
+            params += [(case.id, version) for version in sorted({"1.25", "1.32", own})
+                       if tuple(int(p) for p in version.split(".")) >= floor]
     return params
+
+
+def _pod_specs(node: Any) -> list[dict[str, Any]]:
+    """Every pod spec (or pod spec patch) in a document: the mappings that hold `volumes`."""
+    if isinstance(node, dict):
+        found = [node] if "volumes" in node else []
+        return found + [spec for value in node.values() for spec in _pod_specs(value)]
+    if isinstance(node, list):
+        return [spec for value in node for spec in _pod_specs(value)]
+    return []
 
 
 def _at_version(case: Case, version: str) -> Case:
@@ -424,20 +467,29 @@ def test_kustomize_builds_and_every_document_validates(case_id: str, version: st
                             timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
-    assert sorted(doc["kind"] for doc in docs) == ["ConfigMap", "Job"]
+    kinds = {"job": "Job", "service": "Service", "serviceaccount": "ServiceAccount", "pytorchjob": "PyTorchJob",
+             "trainjob": "TrainJob", "jobset": "JobSet"}
+    expected = ["ConfigMap", *(kinds[name] for name in _expected_kinds(b.case.raw))]
+    assert sorted(doc["kind"] for doc in docs) == sorted(expected)
     for doc in docs:
-        validate_k8s(doc, version)
+        if doc["apiVersion"].count("/") == 1 and "." in doc["apiVersion"].split("/")[0]:
+            assert validate_documents([doc], version) == []  # custom resources: ftc's schemas, strict core parts
+        else:
+            validate_k8s(doc, version)
         assert doc["metadata"]["namespace"] == plan.spec.kubernetes.namespace
-    job = next(doc for doc in docs if doc["kind"] == "Job")
+    workload = next(doc for doc in docs if doc["kind"] == TARGET_KINDS[_target(b.case.raw)[0]])
     configmap = next(doc for doc in docs if doc["kind"] == "ConfigMap")
-    assert job["metadata"]["name"] == plan.derived.workload_name
+    assert workload["metadata"]["name"] == plan.derived.workload_name
     # The payload survives kustomize byte for byte: each mounted item holds the file written to out/.
-    volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if "configMap" in v)["configMap"]
-    assert volume["name"] == configmap["metadata"]["name"]
-    assert {item["path"] for item in volume["items"]} == {
-        p.removeprefix("k8s/files/") for p in b.compiled.files if p.startswith("k8s/files/")}
-    for item in volume["items"]:
-        assert configmap["data"][item["key"]] == b.text(item["path"]), item["path"]
+    pods = _pod_specs(workload)
+    assert pods
+    for pod in pods:
+        volume = next(v for v in pod["volumes"] if "configMap" in v)["configMap"]
+        assert volume["name"] == configmap["metadata"]["name"]
+        assert {item["path"] for item in volume["items"]} == {
+            p.removeprefix("k8s/files/") for p in b.compiled.files if p.startswith("k8s/files/")}
+        for item in volume["items"]:
+            assert configmap["data"][item["key"]] == b.text(item["path"]), item["path"]
 
 
 def test_kubernetes_validation_bites() -> None:
@@ -460,7 +512,7 @@ def test_provenance_and_nothing_machine_specific(case_id: str, built: Callable[[
         if name == "plan.json":
             data = json.loads(text)
             assert (data["ftc_version"], data["spec_sha256"]) == (__version__, sha), rel
-        elif name == "ftc-manifest.json":
+        elif name in ("ftc-manifest.json", "estimate.json"):
             data = json.loads(text)
             assert (data["generated_by"], data["spec_sha256"]) == (f"ftc {__version__}", sha), rel
         elif name == "ds_config.json":

@@ -77,13 +77,19 @@ def test_strict_turns_warnings_into_errors(tmp_path: Path) -> None:
     assert code == 1 and "error[W401]" in err
 
 
-def test_compile_path_never_imports_the_training_stack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["compile", "estimate"])
+def test_compile_path_never_imports_the_training_stack(command: str, tmp_path: Path) -> None:
     root = Path(__file__).parent.parent
     probe = (
         "import sys\n"
         "from ftc.cli import main\n"
+        "from ftc.cli_estimate import estimate_cmd\n"
+        "if 'estimate' not in main.commands:\n"
+        "    main.add_command(estimate_cmd, 'estimate')\n"
+        "compile = ['compile', sys.argv[1], '-o', sys.argv[2]]\n"
+        "args = compile if sys.argv[3] == 'compile' else ['estimate', sys.argv[1]]\n"
         "try:\n"
-        "    main(['compile', sys.argv[1], '-o', sys.argv[2]])\n"
+        "    main(args)\n"
         "except SystemExit as exit:\n"
         "    assert exit.code in (0, None), exit.code\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'deepspeed', 'accelerate', 'datasets')\n"
@@ -91,10 +97,10 @@ def test_compile_path_never_imports_the_training_stack(tmp_path: Path) -> None:
         "print('HEAVY:' + ','.join(heavy))\n"
     )
     for example in sorted((root / "examples").glob("*.yaml")):
-        result = subprocess.run([sys.executable, "-c", probe, str(example), str(tmp_path / example.stem)],
+        result = subprocess.run([sys.executable, "-c", probe, str(example), str(tmp_path / example.stem), command],
                                 capture_output=True, text=True, check=True)
         heavy = result.stdout.strip().splitlines()[-1]
-        assert heavy == "HEAVY:", f"{example.name} imported {heavy}"
+        assert heavy == "HEAVY:", f"{command} {example.name} imported {heavy}"
 
 
 def _write_bad(kind: str, path: Path) -> None:

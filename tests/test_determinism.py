@@ -62,8 +62,9 @@ def test_output_is_byte_identical_across_seeds_directories_and_paths(case: Case,
 
 @pytest.fixture()
 def compiled(tmp_path: Path) -> tuple[Path, Path]:
-    """A spec (the DeepSpeed example, with Kubernetes output) compiled into tmp_path/out."""
-    example = next(c for c in CASES if c.source is not None and c.deepspeed and c.kubernetes)
+    """A spec (the DeepSpeed example, with a Kubernetes Job) compiled into tmp_path/out."""
+    example = next(c for c in CASES if c.source is not None and c.deepspeed and c.kubernetes
+                   and c.raw["kubernetes"].get("target", "job") == "job")
     spec = tmp_path / "spec.yaml"
     spec.write_bytes(example.source.read_bytes())
     result = ftc(["compile", str(spec), "-o", "out"], tmp_path)

@@ -127,6 +127,8 @@ K8S: dict[str, Any] = {
     "env": {"ENV_NAME_1": "env-value-1"},
     "secrets": {"SECRET_ENV_1": {"name": "secret-name-1", "key": "secret-key-1"}},
     "queue": "queue-1", "cache_pvc": "cache-pvc-1", "target": "job", "spot_provider": "none",
+    "training_runtime": "training-runtime-1", "gpu_product_label": "example.com/gpu-label-1",
+    "gpu_product_values": ["gpu-value-1"], "workload_identity": {"provider": "aws", "identity": "identity-1"},
 }
 MAIN: dict[str, Any] = {
     "apiVersion": "ftc/v1",

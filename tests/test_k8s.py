@@ -227,8 +227,11 @@ def assert_job_matches_plan(plan: Plan, bundle: Mapping[str, str], docs: list[di
     assert configmap["metadata"]["labels"] == expected_labels
     expected_annotations = {**plan.spec.metadata.annotations, "ftc.dev/spec-sha256": plan.spec_sha256,
                             "ftc.dev/version": plan.ftc_version}
-    for obj in (job["metadata"], job["spec"]["template"]["metadata"], configmap["metadata"]):
+    for obj in (job["metadata"], configmap["metadata"]):
         assert obj["annotations"] == expected_annotations
+    # Pods also carry the autoscaler annotation of a spot provider.
+    spot_annotations = layout.spot_annotations(plan.spec.resources.spot, k8s.spot_provider)
+    assert job["spec"]["template"]["metadata"]["annotations"] == {**expected_annotations, **spot_annotations}
 
 
 def render_and_build(plan: Plan, tmp_path: pathlib.Path) -> tuple[dict[str, str], dict[str, str], list[dict]]:
@@ -321,13 +324,19 @@ def test_deepspeed_runs_under_torchrun_with_its_config_in_payload() -> None:
        "effect": "NoSchedule"}]),
 ])
 def test_spot_placement_per_provider(provider: str, selector: dict, extra_tolerations: list) -> None:
-    pod = rendered_job(make_plan(CASES[f"spot-{provider}"]))["spec"]["template"]["spec"]
+    template = rendered_job(make_plan(CASES[f"spot-{provider}"]))["spec"]["template"]
+    pod = template["spec"]
     assert pod["nodeSelector"] == selector
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
                                   *extra_tolerations]
+    # The node autoscaler must not evict a training pod to consolidate nodes.
+    evict = ({"karpenter.sh/do-not-disrupt": "true"} if provider == "karpenter"
+             else {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"})
+    assert evict.items() <= template["metadata"]["annotations"].items()
     # The same provider without spot selects nothing.
-    plain = rendered_job(make_plan({"kubernetes": {"spot_provider": provider}}))["spec"]["template"]["spec"]
-    assert "nodeSelector" not in plain
+    plain = rendered_job(make_plan({"kubernetes": {"spot_provider": provider}}))["spec"]["template"]
+    assert "nodeSelector" not in plain["spec"]
+    assert not evict.keys() & plain["metadata"]["annotations"].keys()
 
 
 def test_secrets_env_tolerations_and_node_selector() -> None:
@@ -451,11 +460,15 @@ def test_no_kubernetes_section_renders_nothing() -> None:
     assert kubernetes_problems(plan.to_dict()["spec"]) == []
 
 
-@pytest.mark.parametrize("target", ["indexed-job", "pytorchjob", "trainjob", "jobset"])
-def test_multi_node_targets_are_not_rendered(target: str) -> None:
-    plan = make_plan({"resources": {"nodes": 2}, "kubernetes": {"target": target}})
-    with pytest.raises(ValueError, match="target"):
-        render_kubernetes(plan, make_bundle(plan))
+def test_targets_the_plan_cannot_use_are_not_rendered() -> None:
+    """The check stage rejects these first (E303, E310); the renderer refuses them as well."""
+    for overrides in ({"resources": {"nodes": 2}, "kubernetes": {"target": "job"}},
+                      {"kubernetes": {"target": "trainjob", "version": "1.30"}},
+                      {"kubernetes": {"target": "jobset", "version": "1.29"}},
+                      {"kubernetes": {"target": "pytorchjob", "version": "1.27"}}):
+        plan = make_plan(overrides)
+        with pytest.raises(ValueError, match="target"):
+            render_kubernetes(plan, make_bundle(plan))
 
 
 # ---------------------------------------------------------------------------------------------------- files

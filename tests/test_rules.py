@@ -17,7 +17,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("E301", {"training.global_batch_size": 16}, {"training.global_batch_size": 32}),
     ("E302", {"resources.gpus_per_node": 8}, {"resources.gpus_per_node": 9}),
     ("E303", {"resources.nodes": 1, "kubernetes": K8S}, {"resources.nodes": 2, "kubernetes": K8S}),
-    ("E310", {"kubernetes": K8S}, {"kubernetes": {**K8S, "target": "jobset"}}),
+    ("E310", {"kubernetes": {**K8S, "target": "trainjob", "version": "1.31"}},
+     {"kubernetes": {**K8S, "target": "trainjob", "version": "1.30"}}),
     ("E304", {"resources.gpu": "T4", "training.precision": "fp16"}, {"resources.gpu": "T4"}),
     ("E305", {"method.type": "qlora", "performance.deepspeed": {"stage": 2}},
      {"method.type": "qlora", "performance.deepspeed": {"stage": 3}}),
@@ -47,6 +48,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("W406", {"resources.spot": True, "checkpointing.storage": {"uri": "s3://b/p"}},
      {"resources.spot": True}),
     ("W409", {"checkpointing.storage": None}, {"checkpointing.storage": {"uri": "s3://b/p"}}),
+    # Llama-2-7B LoRA (micro-batch 4 × 2048, checkpointing): about 19 GiB fits an A10G, not a 15 GiB T4
+    ("W460", {"resources.gpu": "A10G"}, {"resources.gpu": "T4", "training.precision": "fp16"}),
     ("W408", {"performance.deepspeed": {"stage": 2}, "resources.gpus_per_node": 2},
      {"performance.deepspeed": {"stage": 2}}),
     ("E317", {"method.type": "prefix_tuning", "training.gradient_checkpointing": False},
@@ -67,6 +70,11 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"monitoring.report_to": ["wandb"], "kubernetes": K8S}),
     ("W453", {"kubernetes": {**K8S, "queue": "q", "version": "1.29"}},
      {"kubernetes": {**K8S, "queue": "q", "version": "1.28"}}),
+    ("E353", {"metadata.name": "a" * 42, "resources.nodes": 101, "kubernetes": {**K8S, "target": "indexed-job"}},
+     {"metadata.name": "a" * 42, "resources.nodes": 101, "kubernetes": {**K8S, "target": "jobset", "version": "1.31"}}),
+    ("E354", {"resources.gpu": "L4", "kubernetes": {**K8S, "gpu_product_label": "cloud.google.com/gke-accelerator"}},
+     {"resources.gpu": "A10G", "kubernetes": {**K8S, "gpu_product_label": "cloud.google.com/gke-accelerator"}}),
+    ("W454", {"kubernetes": {**K8S, "grace_period_seconds": 40}}, {"kubernetes": {**K8S, "grace_period_seconds": 39}}),
 ]
 
 

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.slow
 
 METRIC_KEYS = {
     "attention_implementation", "early_stopped", "eval_loss", "eval_loss_history", "ftc_version",
-    "global_step", "method", "packing", "peak_memory_bytes", "peak_memory_source", "resumed_from", "rows",
-    "skipped_rows", "spec_sha256", "train_loss", "train_runtime_seconds", "train_tokens",
+    "global_step", "loss_curve", "method", "packing", "peak_memory_bytes", "peak_memory_source", "resumed_from", "rows",
+    "skipped_rows", "spec_sha256", "train_loss", "train_loss_history", "train_runtime_seconds", "train_tokens",
     "train_tokens_per_second", "world_size",
 }
 
@@ -65,6 +65,10 @@ def test_lora_learns_saves_reloads_and_generates(tiny: Tiny, tmp_path: Path,
     assert metrics["train_tokens_per_second"] > 0 and metrics["peak_memory_bytes"] > 50 * 2**20
     assert metrics["early_stopped"] is False and metrics["resumed_from"] is None
     assert 0 < metrics["train_loss"] < 10
+    assert [entry["step"] for entry in metrics["train_loss_history"]] == list(range(5, 41, 5))  # logging_steps 5
+    assert metrics["loss_curve"] == "loss_curve.png"
+    png = (output / "loss_curve.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     final = output / "final"
     saved = {p.name for p in final.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= saved

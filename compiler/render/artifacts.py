@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
+from ..estimate import report as estimate_report
 from ..layout import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT
 from ..plan import Plan
 from . import configs, requirements
@@ -65,5 +66,8 @@ def render(plan: Plan) -> dict[str, str]:
     files.update(runtime_files(plan))
     files["README.md"] = readme(plan, files)
     files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))
+    # `ftc estimate` at compile time (spec only, no local files): not needed by the job, so not in k8s/
+    files[estimate_report.ESTIMATE_FILE] = json_text(estimate_report.artifact(
+        plan.to_dict()["spec"], f"ftc {plan.ftc_version}", plan.spec_sha256))
     files[MANIFEST] = manifest(plan, files)
     return dict(sorted(files.items()))

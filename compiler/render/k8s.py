@@ -3,18 +3,29 @@
 Output (paths relative to out/):
 
 - `k8s/kustomization.yaml`: namespace, the recommended labels (`labels:` without selectors) and
-  annotations for every object, the Job, and a `configMapGenerator` for the files the trainer needs.
-- `k8s/job.yaml`: the batch/v1 Job (see `k8s_job` for its design).
+  annotations for every object, the workload, and a `configMapGenerator` for the files the trainer
+  needs.
+- the workload of `kubernetes.target` (see `k8s_targets`): `k8s/job.yaml` (targets job and
+  indexed-job, see `k8s_job`), `k8s/pytorchjob.yaml` or `k8s/trainjob.yaml` (`k8s_kubeflow`),
+  `k8s/jobset.yaml` (`k8s_jobset`); the pod they all run is `k8s_pod`'s.
+- `k8s/service.yaml`: the headless Service of a multi-node indexed-job.
+- `k8s/serviceaccount.yaml`: the ServiceAccount bound to `kubernetes.workload_identity`.
+- `k8s/kustomizeconfig.yaml` (custom resource targets): tells kustomize where the custom resource
+  references the ConfigMap (`configurations:` nameReference), since kustomize only knows the built-in
+  kinds' reference fields; without it the hash-suffixed ConfigMap name would not reach the workload.
 - `k8s/files/<path>`: verbatim copies of the bundle (train.py, plan.json, configs, ftc_runtime/...),
   because kustomize reads generator files only from inside its own directory.
 
 The ConfigMap keeps kustomize's content-hash name suffix: a changed file gives a new ConfigMap name,
-and kustomize rewrites the Job's reference to it. The ConfigMap is immutable (its name changes with
-its content anyway). ConfigMap keys cannot contain `/`, so `ftc_runtime/data.py` is stored under the
-key `ftc_runtime__data.py` and mapped back to its path by the volume's `items`; the files appear
+and kustomize rewrites the workload's reference to it. The ConfigMap is immutable (its name changes
+with its content anyway). ConfigMap keys cannot contain `/`, so `ftc_runtime/data.py` is stored under
+the key `ftc_runtime__data.py` and mapped back to its path by the volume's `items`; the files appear
 read-only under /opt/ftc in the container. The API server limits a ConfigMap to 1 MiB; client-side
 `kubectl apply` also copies it into an annotation limited to 256 KiB (`--server-side` has no such
 limit).
+
+Overlays may change the namespace, add labels, annotations or patches, but must not rename the
+workload (`namePrefix`/`nameSuffix`): the multi-node rendezvous address carries its name.
 
 Spec problems that would make these manifests wrong are reported by `kubernetes_problems` (run by
 the check stage); `render_kubernetes` refuses a plan that has any of them.
@@ -23,20 +34,42 @@ the check stage); `render_kubernetes` refuses a plan that has any of them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..diagnostics import Diagnostic, error, pointer_join, warning
+from ..gpus import gpu_product_values
 from ..plan import Plan
 from . import k8s_layout as layout
 from . import yamlio
-from .k8s_job import build_job, minor
+from .k8s_identity import service_account
+from .k8s_job import build_job, build_service
+from .k8s_jobset import build_jobset
+from .k8s_kubeflow import build_pytorchjob, build_trainjob
+from .k8s_targets import TARGETS, minor, name_problem, supports
 from .text import comment_header
 
 K8S_DIR = "k8s"
 FILES_SUBDIR = "files"
-SINGLE_NODE_TARGETS = ("job",)
+KUSTOMIZE_CONFIG = "kustomizeconfig.yaml"
 CONFIGMAP_MAX_BYTES = 1024 * 1024
+# Workload builders and files per target.
+BUILDERS: Mapping[str, Callable[..., dict[str, Any]]] = {
+    "job": build_job,
+    "indexed-job": build_job,
+    "pytorchjob": build_pytorchjob,
+    "trainjob": build_trainjob,
+    "jobset": build_jobset,
+}
+WORKLOAD_FILES = {"job": "job.yaml", "indexed-job": "job.yaml", "pytorchjob": "pytorchjob.yaml",
+                  "trainjob": "trainjob.yaml", "jobset": "jobset.yaml"}
+# Where each custom resource refers to the generated ConfigMap (kustomize nameReference field specs).
+_POD = "template/spec/volumes/configMap/name"
+CONFIGMAP_REFERENCES: Mapping[str, tuple[str, ...]] = {
+    "pytorchjob": (f"spec/pytorchReplicaSpecs/Master/{_POD}", f"spec/pytorchReplicaSpecs/Worker/{_POD}"),
+    "jobset": (f"spec/replicatedJobs/template/spec/{_POD}",),
+    "trainjob": (f"spec/runtimePatches/trainingRuntimeSpec/template/spec/replicatedJobs/template/spec/{_POD}",),
+}
 _KEY_SEGMENT = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 __all__ = ["configmap_items", "kubernetes_problems", "render_kubernetes"]
@@ -80,22 +113,39 @@ def annotations(plan: Plan) -> dict[str, str]:
     return dict(sorted({**plan.spec.metadata.annotations, **own}.items()))
 
 
-def kustomization(plan: Plan, configmap: str, items: list[tuple[str, str]]) -> dict[str, Any]:
+def kustomize_config(target: str) -> dict[str, Any] | None:
+    """kustomize `configurations:` file that wires the ConfigMap name into a custom resource, or None."""
+    paths = CONFIGMAP_REFERENCES.get(target)
+    if paths is None:
+        return None
+    api = TARGETS[target]
+    group, version = api.api_version.split("/")
+    return {"nameReference": [{
+        "kind": "ConfigMap",
+        "version": "v1",
+        "fieldSpecs": [{"group": group, "version": version, "kind": api.kind, "path": path} for path in paths],
+    }]}
+
+
+def kustomization(plan: Plan, configmap: str, items: list[tuple[str, str]], resources: list[str]) -> dict[str, Any]:
     k8s = plan.spec.kubernetes
     assert k8s is not None
-    return {
+    out: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": k8s.namespace,
         "labels": [{"pairs": labels(plan), "includeSelectors": False}],
         "commonAnnotations": annotations(plan),
-        "resources": ["job.yaml"],
-        "configMapGenerator": [{
-            "name": configmap,
-            "files": [f"{key}={FILES_SUBDIR}/{path}" for key, path in items],
-        }],
-        "generatorOptions": {"disableNameSuffixHash": False, "immutable": True},
+        "resources": resources,
     }
+    if k8s.target in CONFIGMAP_REFERENCES:
+        out["configurations"] = [KUSTOMIZE_CONFIG]
+    out["configMapGenerator"] = [{
+        "name": configmap,
+        "files": [f"{key}={FILES_SUBDIR}/{path}" for key, path in items],
+    }]
+    out["generatorOptions"] = {"disableNameSuffixHash": False, "immutable": True}
+    return out
 
 
 def render_kubernetes(plan: Plan, bundle: Mapping[str, str], header: str | None = None) -> dict[str, str]:
@@ -103,14 +153,19 @@ def render_kubernetes(plan: Plan, bundle: Mapping[str, str], header: str | None 
 
     `bundle` holds the files the trainer needs ({path relative to out/: text}); `header` is the
     comment put on top of every YAML file (default: the provenance line of `text.comment_header`).
-    Raises ValueError for a plan that `kubernetes_problems` reports errors for, and for targets
-    other than `job` (the check stage rejects them first).
+    Raises ValueError for a plan that `kubernetes_problems` reports errors for, and for a target the
+    plan's Kubernetes version or node count cannot use (the check stage rejects those first).
     """
     k8s = plan.spec.kubernetes
     if k8s is None:
         return {}
-    if k8s.target not in SINGLE_NODE_TARGETS:
+    target = TARGETS.get(k8s.target)
+    if target is None:
         raise ValueError(f"kubernetes.target {k8s.target!r} has no renderer")
+    if not supports(k8s.target, k8s.version):
+        raise ValueError(f"kubernetes.target {k8s.target} needs Kubernetes {target.floor_text} or newer")
+    if plan.spec.resources.nodes > 1 and not target.multi_node:
+        raise ValueError(f"kubernetes.target {k8s.target} runs one node, the plan has {plan.spec.resources.nodes}")
     errors = [d for d in kubernetes_problems(plan.to_dict()["spec"]) if d.is_error]
     if errors:
         raise ValueError("; ".join(f"{d.pointer}: {d.message}" for d in errors))
@@ -119,11 +174,23 @@ def render_kubernetes(plan: Plan, bundle: Mapping[str, str], header: str | None 
     header = comment_header(plan) if header is None else header
     configmap = f"{plan.spec.metadata.name}-files"
     items = configmap_items(bundle)
-    job = build_job(plan, configmap, items, labels(plan), annotations(plan))
-    files = {
-        f"{K8S_DIR}/kustomization.yaml": yamlio.dump(kustomization(plan, configmap, items), header),
-        f"{K8S_DIR}/job.yaml": yamlio.dump(job, header),
-    }
+    common_labels, common_annotations = labels(plan), annotations(plan)
+    documents: dict[str, dict[str, Any]] = {}
+    account = service_account(plan, common_labels, common_annotations)
+    if account is not None:
+        documents["serviceaccount.yaml"] = account
+    service = build_service(plan, common_labels, common_annotations)
+    if service is not None:
+        documents["service.yaml"] = service
+    documents[WORKLOAD_FILES[k8s.target]] = BUILDERS[k8s.target](plan, configmap, items, common_labels,
+                                                                 common_annotations)
+    files = {f"{K8S_DIR}/kustomization.yaml": yamlio.dump(kustomization(plan, configmap, items, list(documents)),
+                                                          header)}
+    config = kustomize_config(k8s.target)
+    if config is not None:
+        files[f"{K8S_DIR}/{KUSTOMIZE_CONFIG}"] = yamlio.dump(config, header)
+    for name, document in documents.items():
+        files[f"{K8S_DIR}/{name}"] = yamlio.dump(document, header)
     for path in sorted(bundle):
         files[f"{K8S_DIR}/{FILES_SUBDIR}/{path}"] = bundle[path]
     return files
@@ -135,8 +202,10 @@ def kubernetes_problems(spec: Mapping[str, Any]) -> list[Diagnostic]:
     Errors (the renderer refuses such a plan): E315 an env/secret name ftc sets itself, or a name in
     both env and secrets; E350 a label or annotation key ftc sets itself; E351 a node selector that
     contradicts the spot selector; E352 an output.dir that cannot be a writable directory of the pod.
-    Warnings: W450 checkpoints and model lost with the pod; W451 spot without a provider; W452 wandb
-    without an API key; W453 Kueue on a cluster older than it supports.
+    E353 a name the target cannot give its objects or pods; E354 a GPU product label without values
+    for the GPU. Warnings: W450 checkpoints and model lost with the pod; W451 spot without a provider;
+    W452 wandb without an API key; W453 Kueue on a cluster older than it supports; W454 a grace period
+    shorter than the runtime's SIGTERM save needs.
     Diagnostics carry no position; the check stage adds it from the pointer.
     """
     k8s = spec["kubernetes"]
@@ -185,4 +254,24 @@ def kubernetes_problems(spec: Mapping[str, Any]) -> list[Diagnostic]:
         out.append(warning("W453", "/kubernetes/queue",
                            "current Kueue releases need Kubernetes 1.29 or newer, the spec targets "
                            f"{k8s['version']}"))
+    # The workload name is `<metadata.name>-<10 hex digits of the content hash>` (see planner).
+    problem = name_problem(k8s["target"], f"{metadata['name']}-{'0' * 10}", spec["resources"]["nodes"])
+    if problem is not None:
+        out.append(error("E353", "/metadata/name", f"target {k8s['target']}: {problem}",
+                         hint="use a shorter metadata.name starting with a letter"))
+    label = k8s["gpu_product_label"]
+    gpu = spec["resources"]["gpu"]
+    if label is not None and k8s["gpu_product_values"] is None and not gpu_product_values(label, gpu):
+        out.append(error("E354", "/kubernetes/gpu_product_label",
+                         f"ftc knows no value of the node label {label} for {gpu}",
+                         hint="list the label's values for this GPU in kubernetes.gpu_product_values, or set "
+                              "kubernetes.gpu_product_label: null"))
+    if k8s["grace_period_seconds"] < layout.MIN_GRACE_PERIOD_SECONDS:
+        out.append(warning(
+            "W454", "/kubernetes/grace_period_seconds",
+            f"a grace period of {k8s['grace_period_seconds']} s is shorter than the "
+            f"{layout.MIN_GRACE_PERIOD_SECONDS} s the SIGTERM checkpoint needs ({layout.SAVE_BUDGET_SECONDS} s "
+            f"for the runtime's save, {layout.LAUNCHER_EXIT_SECONDS} s for the launcher to exit): a stopped pod "
+            "is killed before its checkpoint is written",
+            hint=f"set kubernetes.grace_period_seconds to {layout.MIN_GRACE_PERIOD_SECONDS} or more"))
     return out

@@ -157,6 +157,47 @@ def spot_placement(spot: bool, provider: str) -> tuple[Mapping[str, str], tuple[
     return SPOT_PLACEMENT[provider] if spot else ({}, ())
 
 
+# Pod annotations that keep a node autoscaler from evicting a training pod to consolidate nodes (a
+# voluntary disruption; spot reclaims still happen): Karpenter honours its do-not-disrupt annotation,
+# the Cluster Autoscaler (EKS managed node groups, GKE, AKS) its safe-to-evict annotation.
+SPOT_ANNOTATIONS: Mapping[str, Mapping[str, str]] = {
+    "eks": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+    "karpenter": {"karpenter.sh/do-not-disrupt": "true"},
+    "gke": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+    "aks": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+    "none": {},
+}
+
+
+def spot_annotations(spot: bool, provider: str) -> Mapping[str, str]:
+    """Pod annotations for spot capacity of `provider`."""
+    return SPOT_ANNOTATIONS[provider] if spot else {}
+
+
+# Taints a node gets when the control plane loses it; `kubernetes.unreachable_toleration_seconds`
+# bounds how long a pod stays bound to such a node (the cluster default is 300 s).
+NODE_LOST_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+# The SIGTERM save: on SIGTERM the runtime finishes the current step, writes a checkpoint and exits
+# with 143. torchrun gives its workers 30 s after passing SIGTERM on before it kills them, whatever the
+# pod's grace period, so the runtime's save budget is those 30 s; the grace period must also leave the
+# launcher time to exit after its workers. A shorter grace period is reported by the check stage.
+SAVE_BUDGET_SECONDS = 30
+LAUNCHER_EXIT_SECONDS = 10
+MIN_GRACE_PERIOD_SECONDS = SAVE_BUDGET_SECONDS + LAUNCHER_EXIT_SECONDS
+
+# torchrun's static rendezvous across nodes: node 0 serves the store on this port; every pod learns
+# its node rank from the index Kubernetes gives it (an Indexed Job sets JOB_COMPLETION_INDEX in every
+# container, and the kubelet expands `$(VAR)` references to it in the command).
+RENDEZVOUS_PORT = 29500
+NODE_RANK_REF = "$(JOB_COMPLETION_INDEX)"
+# The Kubeflow Training Operator sets RANK (the pod's node rank) in the pods of a PyTorchJob.
+PYTORCHJOB_RANK_REF = "$(RANK)"
+COMMAND_REFS = (NODE_RANK_REF, PYTORCHJOB_RANK_REF)  # the only `$(VAR)` references a command may hold
+# Host names are DNS labels.
+MAX_HOSTNAME = 63
+
+
 def spot_selector_conflicts(node_selector: Mapping[str, str], spot_selector: Mapping[str, str]) -> list[str]:
     """Keys of `node_selector` that ask for a different value than the spot selector."""
     return sorted(key for key, value in spot_selector.items() if node_selector.get(key, value) != value)

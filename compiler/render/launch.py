@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..plan import Plan
 
 
-def launch_argv(plan: Plan, script: str) -> list[str]:
+@dataclass(frozen=True)
+class Rendezvous:
+    """torchrun's static rendezvous across nodes: node 0 serves the store at `master_addr`:`master_port`.
+
+    Every node runs the same command; `node_rank` is a number, or a `$(VAR)` reference that Kubernetes
+    expands in the container's command (e.g. `$(JOB_COMPLETION_INDEX)` of an Indexed Job).
+    """
+
+    master_addr: str
+    master_port: int
+    node_rank: str
+
+
+def launch_argv(plan: Plan, script: str, rendezvous: Rendezvous | None = None) -> list[str]:
     """argv that runs `script` (the path of train.py as the caller will see it) with `derived.launcher`.
 
     The argv is meant to be executed directly, never through a shell, so that the launcher is the
@@ -13,12 +28,18 @@ def launch_argv(plan: Plan, script: str) -> list[str]:
 
     - ``python``: one process (with or without DeepSpeed).
     - ``torchrun``: one worker per GPU of the node; torchrun reports any failed worker as exit code 1.
+      On several nodes, `rendezvous` names node 0 and this node's rank; without it torchrun reads them
+      from its `PET_NODE_RANK`, `PET_MASTER_ADDR` and `PET_MASTER_PORT` environment variables (set by
+      the Kubeflow operators).
     """
     launcher = plan.derived.launcher
     resources = plan.spec.resources
     if launcher == "python":
         return ["python", script]
     if launcher == "torchrun":
-        return ["torchrun", f"--nnodes={resources.nodes}", f"--nproc-per-node={resources.gpus_per_node}",
-                script]
+        argv = ["torchrun", f"--nnodes={resources.nodes}", f"--nproc-per-node={resources.gpus_per_node}"]
+        if rendezvous is not None and resources.nodes > 1:
+            argv += [f"--node-rank={rendezvous.node_rank}", f"--master-addr={rendezvous.master_addr}",
+                     f"--master-port={rendezvous.master_port}"]
+        return [*argv, script]
     raise ValueError(f"unknown launcher {launcher!r}")

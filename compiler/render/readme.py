@@ -19,8 +19,8 @@ def _commands(plan: Plan, has_k8s: bool) -> list[tuple[str, str]]:
     if plan.derived.launcher == "python":
         commands.append(("With torchrun", "torchrun --nproc-per-node 1 train.py"))
     if spec.resources.nodes > 1:
-        commands[0] = (commands[0][0] + " (on every node, with --node-rank and --rdzv-endpoint of node 0)",
-                       planned)
+        commands[0] = (commands[0][0] + " (on every node, with its --node-rank and node 0's --master-addr and "
+                                        "--master-port)", planned)
     commands.append(("With accelerate", "accelerate launch --config_file accelerate_config.yaml train.py"))
     if spec.performance.deepspeed is not None and spec.resources.nodes == 1:
         commands.append(("With the DeepSpeed launcher", f"deepspeed --num_gpus {gpus} train.py"))

@@ -11,6 +11,7 @@ PINS = {
     "peft": "==0.21.2",
     "accelerate": "==1.15.0",
     "datasets": "==5.2.0",
+    "matplotlib": ">=3.7",
     "bitsandbytes": "==0.50.2",
     "deepspeed": "==0.19.8",
     "tensorboard": ">=2.15",
@@ -23,7 +24,7 @@ PINS = {
 
 def packages(plan: Plan) -> list[str]:
     spec = plan.spec
-    names = ["torch", "transformers", "peft", "accelerate", "datasets"]
+    names = ["torch", "transformers", "peft", "accelerate", "datasets", "matplotlib"]  # matplotlib: loss_curve.png
     eight_bit_optimizer = spec.training.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
     if spec.method.quantization is not None or eight_bit_optimizer:
         names.append("bitsandbytes")

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 from transformers import set_seed
 
@@ -31,6 +32,20 @@ def _single_process_rendezvous() -> None:
     for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_WORLD_SIZE", "1"),
                         ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
         os.environ.setdefault(name, value)
+
+
+def _allow_local_mlflow_store() -> None:
+    """Let MLflow 3 write to a local tracking directory.
+
+    MLflow 3 refuses its file store (a `file:` URI, a plain path, or no URI at all, which means
+    ./mlruns) unless MLFLOW_ALLOW_FILE_STORE is true; a database store would need SQLAlchemy, which
+    the lighter mlflow-skinny client lacks. A value already set in the environment wins.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    local = urlparse(uri).scheme in ("", "file") and uri != "databricks"  # "databricks": the default profile
+    if local and "MLFLOW_ALLOW_FILE_STORE" not in os.environ:
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+        LOG.info("mlflow: local tracking store %s", uri or "./mlruns")
 
 
 def setup(plan: Mapping[str, Any]) -> None:
@@ -58,6 +73,8 @@ def setup(plan: Mapping[str, Any]) -> None:
     for name, value in tracker_env.items():
         if value is not None:
             os.environ.setdefault(name, value)
+    if "mlflow" in monitoring["report_to"]:
+        _allow_local_mlflow_store()
     if plan["derived"]["deepspeed_config"] is not None and plan["derived"]["world_size"] == 1:
         _single_process_rendezvous()
     if spec["checkpointing"]["storage"] is not None:

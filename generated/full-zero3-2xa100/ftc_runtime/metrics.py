@@ -3,7 +3,8 @@
 """`<output.dir>/metrics.json`: what the run did, in numbers (sorted keys, rewritten by every run).
 
 Keys:
-- global_step, train_loss (Trainer's mean over this run's steps), train_runtime_seconds;
+- global_step, train_loss (Trainer's mean over this run's steps), train_runtime_seconds,
+  train_loss_history ([{step, loss}] of the logged training steps, including those before a resume);
 - eval_loss (final: the best checkpoint's when early stopping reloads it), eval_loss_history
   ([{step, eval_loss}] of the periodic evaluations, including those before a resume);
 - train_tokens and train_tokens_per_second: real (non-padding) tokens trained on in this run, all
@@ -11,7 +12,9 @@ Keys:
 - peak_memory_bytes with peak_memory_source (cuda_max_allocated, else process_max_rss);
 - attention_implementation, packing (whether examples were actually packed), method, world_size;
 - rows (examples used per split) and skipped_rows ({split: {empty, malformed, too_long}});
-- early_stopped, resumed_from (checkpoint path or null), ftc_version, spec_sha256.
+- early_stopped, resumed_from (checkpoint path or null), ftc_version, spec_sha256;
+- loss_curve: "loss_curve.png" (train and eval loss against the step, next to metrics.json), or null
+  when matplotlib is not installed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import torch
 
 from .data import PreparedData
+from .plot import LOSS_CURVE, loss_history, write_loss_curve
 from .trainer import FtcTrainer, TrainResult
 
 LOG = logging.getLogger("ftc")
@@ -47,6 +51,7 @@ def collect_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainR
     runtime = float(result.output.metrics.get("train_runtime", 0.0))
     memory, memory_source = peak_memory()
     final_eval = result.final_eval["eval_loss"] if result.final_eval else None
+    train_history, _ = loss_history(trainer.state.log_history)
     return {
         "attention_implementation": attention,
         "early_stopped": result.early_stopped,
@@ -54,6 +59,7 @@ def collect_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainR
         "eval_loss_history": result.eval_history,
         "ftc_version": plan["ftc_version"],
         "global_step": trainer.state.global_step,
+        "loss_curve": None,
         "method": plan["spec"]["method"]["type"],
         "packing": data.packed,
         "peak_memory_bytes": memory,
@@ -63,6 +69,7 @@ def collect_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainR
         "skipped_rows": data.skipped,
         "spec_sha256": plan["spec_sha256"],
         "train_loss": result.output.training_loss,
+        "train_loss_history": train_history,
         "train_runtime_seconds": runtime,
         "train_tokens": tokens,
         "train_tokens_per_second": tokens / runtime if runtime > 0 else 0.0,
@@ -72,10 +79,16 @@ def collect_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainR
 
 def write_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainResult, data: PreparedData,
                   attention: str) -> dict[str, Any]:
-    """Write metrics.json into output.dir (main process) and return the metrics."""
+    """Write loss_curve.png and metrics.json into output.dir (main process) and return the metrics."""
     metrics = collect_metrics(plan, trainer, result, data, attention)
     if trainer.is_world_process_zero():
-        path = Path(trainer.args.output_dir) / "metrics.json"
+        output = Path(trainer.args.output_dir)
+        train_history, _ = loss_history(trainer.state.log_history)
+        eval_history = result.eval_history  # as in metrics.json: without a final re-evaluation
+        title = f"{plan['spec']['metadata']['name']} ({plan['spec']['method']['type']})"
+        if write_loss_curve(output / LOSS_CURVE, train_history, eval_history, title):
+            metrics["loss_curve"] = LOSS_CURVE
+        path = output / "metrics.json"
         path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         mib = metrics["peak_memory_bytes"] / 2**20
         LOG.info("metrics: %s (%d tokens, %.0f tokens/s, peak memory %.1f MiB)", path,

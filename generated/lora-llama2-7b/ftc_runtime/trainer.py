@@ -174,6 +174,28 @@ def _watch_sigterm() -> Iterator[_Sigterm]:
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _training_mlflow_run(trainer: FtcTrainer) -> Iterator[None]:
+    """Log an evaluation made after training into the training's MLflow run.
+
+    transformers' MLflowCallback ends the run when training ends; metrics logged after that would
+    silently start a second, nameless run holding only the final evaluation.
+    """
+    reopened = False
+    if "mlflow" in trainer.args.report_to and trainer.is_world_process_zero():
+        import mlflow
+
+        last = mlflow.last_active_run()
+        if mlflow.active_run() is None and last is not None:
+            mlflow.start_run(run_id=last.info.run_id)
+            reopened = True
+    try:
+        yield
+    finally:
+        if reopened:
+            mlflow.end_run()
+
+
 def train(plan: Mapping[str, Any], trainer: FtcTrainer) -> TrainResult:
     """Train, resuming from the newest complete checkpoint when `checkpointing.resume` is auto.
 
@@ -202,7 +224,8 @@ def train(plan: Mapping[str, Any], trainer: FtcTrainer) -> TrainResult:
         if evaluated_last_step and not trainer.args.load_best_model_at_end:
             final_eval = {"eval_loss": history[-1]["eval_loss"]}  # the model evaluated last is the final one
         else:
-            final_eval = trainer.evaluate()
+            with _training_mlflow_run(trainer):
+                final_eval = trainer.evaluate()
     early_stopped = any(isinstance(cb, EarlyStoppingCallback)
                         and cb.early_stopping_patience_counter >= cb.early_stopping_patience
                         for cb in trainer.callback_handler.callbacks)
