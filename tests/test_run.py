@@ -365,16 +365,19 @@ def test_sigterm_to_ftc_run_reaches_training_which_saves_and_exits_143(tiny: Tin
     run = subprocess.Popen([sys.executable, "-m", "ftc.cli_run", spec.name], cwd=tmp_path, env=_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(tmp_path / "out" / "checkpoint-2" / "trainer_state.json", run, 240)
+        _wait_for(tmp_path / "out" / "checkpoint-2" / "trainer_state.json", run, 480)
         run.send_signal(signal.SIGTERM)
-        _, err = run.communicate(timeout=120)
+        _, err = run.communicate(timeout=300)
     finally:
         if run.poll() is None:
             run.kill()
     assert run.returncode == 143, err[-4000:]
-    stopped = re.search(r"stopped by SIGTERM at step (\d+)", err)  # logged by the runtime in the child
+    # Logged by the runtime in the child, naming the checkpoint transformers saved on SIGTERM.
+    stopped = re.search(r"stopped by SIGTERM at step (\d+); (\S+) resumes the run", err)
     assert stopped is not None, err[-4000:]
-    step = int(stopped.group(1))
-    assert 2 <= step < 100_000
-    assert (tmp_path / "out" / f"checkpoint-{step}" / "trainer_state.json").is_file()  # saved on SIGTERM
+    checkpoint = Path(stopped.group(2))
+    assert checkpoint.parent == Path("out") and checkpoint.name.startswith("checkpoint-")
+    assert 2 <= int(checkpoint.name.split("-")[1]) <= int(stopped.group(1)) < 100_000
+    assert (tmp_path / checkpoint / "trainer_state.json").is_file()
+    assert not (tmp_path / checkpoint / "checkpoint-is-incomplete.txt").exists()
     assert not (tmp_path / "out" / "final").exists()

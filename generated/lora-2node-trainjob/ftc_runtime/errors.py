@@ -28,6 +28,19 @@ class EnvironmentProblem(Exception):
     exit_code = ENVIRONMENT_ERROR
 
 
+def _close_process_group() -> None:
+    """Tear down torch.distributed before the interpreter exits.
+
+    A process group left open is destroyed during interpreter shutdown, where gloo/NCCL threads can
+    abort one rank ("terminate called without an active exception") and leave the others waiting.
+    """
+    import sys
+
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 def exit_codes(main: F) -> F:
     """Decorator for train.py's main: ConfigError exits 3 and EnvironmentProblem 4, with one log line.
 
@@ -42,5 +55,7 @@ def exit_codes(main: F) -> F:
         except (ConfigError, EnvironmentProblem) as error:
             LOG.error("%s", error)
             raise SystemExit(error.exit_code) from error
+        finally:
+            _close_process_group()
 
     return wrapper  # type: ignore[return-value]

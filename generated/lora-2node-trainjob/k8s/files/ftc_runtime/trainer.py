@@ -213,8 +213,9 @@ def train(plan: Mapping[str, Any], trainer: FtcTrainer) -> TrainResult:
     with _watch_sigterm() as sigterm:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if sigterm.received:
-        LOG.warning("stopped by SIGTERM at step %d; the saved checkpoint resumes the run",
-                    trainer.state.global_step)
+        # The checkpoint is named after the step it was taken at, which can be one before the last step.
+        LOG.warning("stopped by SIGTERM at step %d; %s resumes the run", trainer.state.global_step,
+                    latest_checkpoint(trainer.args.output_dir) or "no complete checkpoint")
         raise SystemExit(exitcodes.TERMINATED)
     history = [{"step": entry["step"], "eval_loss": entry["eval_loss"]}
                for entry in trainer.state.log_history if "eval_loss" in entry]
