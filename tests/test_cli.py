@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import Tiny
 from ftc.cli import METHODS, main
 
 
@@ -78,8 +79,12 @@ def test_strict_turns_warnings_into_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["compile", "estimate"])
-def test_compile_path_never_imports_the_training_stack(command: str, tmp_path: Path) -> None:
+def test_compile_path_never_imports_the_training_stack(command: str, tmp_path: Path, tiny: Tiny) -> None:
     root = Path(__file__).parent.parent
+    # tiny-cpu.yaml names its model relative to the working directory (`make demo` builds it there); a fresh
+    # clone has none, so the probe runs where that relative path leads to the test's tiny model.
+    (tmp_path / ".ftc-demo").mkdir()
+    (tmp_path / ".ftc-demo" / "tiny-llama").symlink_to(tiny.model_dir)
     probe = (
         "import sys\n"
         "from ftc.cli import main\n"
@@ -98,7 +103,8 @@ def test_compile_path_never_imports_the_training_stack(command: str, tmp_path: P
     )
     for example in sorted((root / "examples").glob("*.yaml")):
         result = subprocess.run([sys.executable, "-c", probe, str(example), str(tmp_path / example.stem), command],
-                                capture_output=True, text=True, check=True)
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, f"{command} {example.name}: {result.stderr}"
         heavy = result.stdout.strip().splitlines()[-1]
         assert heavy == "HEAVY:", f"{command} {example.name} imported {heavy}"
 
