@@ -78,8 +78,6 @@ def training_arguments(plan: Mapping[str, Any]) -> dict[str, Any]:
         # The runtime's datasets hold exactly what its collators need (packs are nested lists that
         # the model's forward signature does not name).
         "remove_unused_columns": False,
-        # On SIGTERM save a checkpoint at the next step; the runtime then exits 143 and resumes later.
-        "enable_jit_checkpoint": True,
     }
     if training["gradient_checkpointing"]:
         args["activation_checkpointing_kwargs"] = {"use_reentrant": False}

@@ -1,13 +1,13 @@
-"""transformers.Trainer set up from the plan: arguments, early stopping, resume, token counting, SIGTERM."""
+"""transformers.Trainer from the plan: arguments, early stopping, sealed checkpoints, resume, token counts, SIGTERM."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import logging
-import re
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +16,22 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import (
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.trainer_utils import TrainOutput
 
-from . import exitcodes
 from .data import PreparedData
 from .errors import EnvironmentProblem
+from .sync import FINAL_UPLOAD_SECONDS, CheckpointSync
 
 LOG = logging.getLogger("ftc")
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-INCOMPLETE_MARKER = "checkpoint-is-incomplete.txt"  # written by transformers' SIGTERM checkpointing
 
 
 def make_training_arguments(arguments: Mapping[str, Any], script_dir: str | Path) -> TrainingArguments:
@@ -73,17 +78,29 @@ def _check_packages(kwargs: Mapping[str, Any]) -> None:
 
 
 class FtcTrainer(Trainer):
-    """Trainer that also counts the real (non-padding) tokens it trains on.
+    """Trainer that seals its checkpoints (and uploads them) and counts the real tokens it trains on.
 
-    Trainer's own counter (include_num_input_tokens_seen="non_padding") compares input_ids with the
-    pad token when a batch has no attention_mask, as with packing, and so miscounts whenever the pad
-    token is also a real token (EOS or UNK used for padding).
+    Every checkpoint save, the periodic ones and transformers' SIGTERM checkpoint alike, goes through
+    `_save_checkpoint`; after it the checkpoint gets its completion markers and goes to the uploader.
+
+    Trainer's own token counter (include_num_input_tokens_seen="non_padding") compares input_ids with
+    the pad token when a batch has no attention_mask, as with packing, and so miscounts whenever the
+    pad token is also a real token (EOS or UNK used for padding).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, checkpoint_sync: CheckpointSync, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.checkpoint_sync = checkpoint_sync
         self._flat_tokens = 0
         self._masked_tokens: torch.Tensor | None = None
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        directory = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        if self.checkpoint_sync.sealed(directory):
+            # The state of this step is saved already (a SIGTERM right after a periodic save).
+            return
+        super()._save_checkpoint(model, trial)
+        self.checkpoint_sync.seal(directory, self.state.global_step)
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
@@ -106,7 +123,7 @@ class FtcTrainer(Trainer):
 def build_trainer(plan: Mapping[str, Any], args: TrainingArguments, model: nn.Module,
                   tokenizer: PreTrainedTokenizerBase, data: PreparedData) -> FtcTrainer:
     """The Trainer, with early stopping when `training.early_stopping` is set."""
-    callbacks = []
+    callbacks: list[TrainerCallback] = [StopOnSignal()]
     early = plan["spec"]["training"]["early_stopping"]
     if early is not None and data.validation is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early["patience"],
@@ -117,22 +134,8 @@ def build_trainer(plan: Mapping[str, Any], args: TrainingArguments, model: nn.Mo
                  "the last step (the best is reloaded only when checkpointing.every_steps is a multiple "
                  "of training.eval_every_steps)")
     return FtcTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
-                      data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks)
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest complete `checkpoint-N` directory (its trainer_state.json is written last)."""
-    # Not transformers.trainer_utils.get_last_checkpoint: it also returns a checkpoint whose saving
-    # was interrupted, and resuming from that fails or silently loses state.
-    root = Path(output_dir)
-    if not root.is_dir():
-        return None
-    complete = [
-        (int(match.group(1)), path) for path in root.iterdir()
-        if (match := CHECKPOINT.match(path.name)) and path.is_dir()
-        and (path / "trainer_state.json").is_file() and not (path / INCOMPLETE_MARKER).exists()
-    ]
-    return max(complete)[1] if complete else None
+                      data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
+                      checkpoint_sync=CheckpointSync(plan, args.output_dir))
 
 
 @dataclass
@@ -144,32 +147,51 @@ class TrainResult:
     early_stopped: bool
 
 
-@dataclass
-class _Sigterm:
-    received: bool = False
+class StopOnSignal(TrainerCallback):
+    """On SIGTERM or SIGINT: finish the current optimizer step, save a checkpoint, stop training.
 
+    Not transformers' `enable_jit_checkpoint`: it waits 3 s before acting and may save in
+    `on_pre_optimizer_step`, before the update of the step in progress, which that step then loses.
+    Here the save goes through the Trainer's ordinary `should_save` at the end of the step, so the
+    checkpoint holds every step trained. With several processes the flag is combined across them at
+    each step end, since a save is collective and every process must take part.
+    """
 
-@contextlib.contextmanager
-def _watch_sigterm() -> Iterator[_Sigterm]:
-    """Remember a SIGTERM, passing it on to the handler installed before (transformers' JIT checkpoint)."""
-    seen = _Sigterm()
-    if threading.current_thread() is not threading.main_thread():  # signals can only be handled there
-        yield seen
-        return
-    previous = signal.getsignal(signal.SIGTERM)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def handle(signum: int, frame: FrameType | None) -> None:
-        seen.received = True
-        if callable(previous):
-            previous(signum, frame)
+    def __init__(self) -> None:
+        self.received: int | None = None  # the signal number, once one arrived (in any process)
+        self._previous: dict[int, Any] = {}
 
-    signal.signal(signal.SIGTERM, handle)
-    try:
-        yield seen
-    finally:
-        # transformers restores its own predecessor when training ends; only undo what is still ours.
-        if signal.getsignal(signal.SIGTERM) is handle:
-            signal.signal(signal.SIGTERM, previous)
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            LOG.warning("received %s: saving a checkpoint at the end of this step", signal.Signals(signum).name)
+            self.received = signum
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                       **kwargs: Any) -> None:
+        if threading.current_thread() is threading.main_thread():  # signals can only be handled there
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                    **kwargs: Any) -> None:
+        received = self.received or 0
+        if args.world_size > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([received], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            received = int(flag.item())
+        if received:
+            self.received = received
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                     **kwargs: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 @contextlib.contextmanager
@@ -195,26 +217,30 @@ def _training_mlflow_run(trainer: FtcTrainer) -> Iterator[None]:
 
 
 def train(plan: Mapping[str, Any], trainer: FtcTrainer) -> TrainResult:
-    """Train, resuming from the newest complete checkpoint when `checkpointing.resume` is auto.
+    """Train, resuming from the newest complete checkpoint (local or remote) when `checkpointing.resume` is auto.
 
     A SIGTERM (preemption, `kubectl delete`) makes transformers save a checkpoint at the next step
-    (TrainingArguments.enable_jit_checkpoint); the run then ends with exit code 143 without saving
-    final weights, and the next start resumes from that checkpoint.
+    (TrainingArguments.enable_jit_checkpoint); it is uploaded at once, and the run ends with exit code
+    143 without saving final weights; the next start resumes from that checkpoint. At the normal end
+    the last checkpoint is uploaded before the final weights are saved.
     """
+    sync = trainer.checkpoint_sync
     resume = None
     if plan["spec"]["checkpointing"]["resume"] == "auto":
-        resume = latest_checkpoint(trainer.args.output_dir)
-    if resume:
-        LOG.info("resuming from %s", resume)
+        resume, how = sync.resume_point()
+        LOG.info("%s", how)
     else:
-        LOG.info("starting fresh in %s", trainer.args.output_dir)
-    with _watch_sigterm() as sigterm:
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if sigterm.received:
-        # The checkpoint is named after the step it was taken at, which can be one before the last step.
-        LOG.warning("stopped by SIGTERM at step %d; %s resumes the run", trainer.state.global_step,
-                    latest_checkpoint(trainer.args.output_dir) or "no complete checkpoint")
-        raise SystemExit(exitcodes.TERMINATED)
+        LOG.info("starting fresh in %s (checkpointing.resume is never)", trainer.args.output_dir)
+    stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop.received:
+        started = time.monotonic()
+        sync.flush(timeout=None)  # the pod's grace period is the limit
+        LOG.warning("stopped by %s at step %d: checkpoint-%d resumes the run (upload wait %.1f s)",
+                    signal.Signals(stop.received).name, trainer.state.global_step, trainer.state.global_step,
+                    time.monotonic() - started)
+        raise SystemExit(128 + stop.received)  # 143 for SIGTERM (exitcodes.TERMINATED), 130 for SIGINT
+    sync.flush(timeout=FINAL_UPLOAD_SECONDS)
     history = [{"step": entry["step"], "eval_loss": entry["eval_loss"]}
                for entry in trainer.state.log_history if "eval_loss" in entry]
     final_eval = None
