@@ -72,12 +72,21 @@ def _filesystem(uri: str, endpoint_url: str | None, region: str | None) -> Any:
     # Short connect timeout and few client-level attempts: the backoff here decides how long to wait.
     config_kwargs = {"connect_timeout": 5, "read_timeout": 120, "retries": {"max_attempts": 2, "mode": "standard"}}
     return fsspec.filesystem("s3", endpoint_url=endpoint_url, client_kwargs=client_kwargs,
-                             config_kwargs=config_kwargs, retries=1, skip_instance_cache=True,
+                             config_kwargs=config_kwargs, skip_instance_cache=True,
                              use_listings_cache=False)
 
 
-# Errors that no retry can fix: the caller is told at once. Anything else (connection refused or
-# reset, timeouts, 5xx, throttling) is retried.
+# Libraries whose exceptions report a failed exchange with the store (network, server, throttling).
+CLIENT_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "urllib3", "requests")
+
+
+def _transient(error: BaseException) -> bool:
+    """Worth retrying: connection refused or reset, timeouts, 5xx, throttling. Not: a bug, a bad argument."""
+    module = type(error).__module__.split(".")[0]
+    return isinstance(error, (OSError, TimeoutError)) or module in CLIENT_MODULES
+
+
+# Errors that no retry can fix: the caller is told at once, with what to do.
 def _permanent(error: BaseException) -> Exception | None:
     if isinstance(error, PermissionError):
         return EnvironmentProblem(f"checkpointing.storage: access denied ({error}); check the credentials "
@@ -99,6 +108,7 @@ class RemoteStore:
         self.uri = uri.rstrip("/")
         self.retry = retry or Retry()
         self.fs = _filesystem(uri, endpoint_url, region)
+        self.needs_directories = urlparse(uri).scheme == "file"  # object stores have no directories
         self.root = self.fs._strip_protocol(self.uri).rstrip("/")
 
     @classmethod
@@ -122,12 +132,12 @@ class RemoteStore:
         while True:
             try:
                 return function()
-            except FileNotFoundError:
-                raise
-            except Exception as error:  # every other failure of the client library is a candidate for retrying
+            except Exception as error:
                 permanent = _permanent(error)
                 if permanent is not None:
                     raise permanent from error
+                if isinstance(error, FileNotFoundError) or not _transient(error):
+                    raise
                 if time.monotonic() + delay > deadline:
                     raise StorageUnavailable(f"{what} on {self.uri} failed {attempt} times over "
                                              f"{retry.budget:.0f} s; last error: {error}") from error
@@ -151,10 +161,16 @@ class RemoteStore:
     def read(self, relative: str) -> bytes:
         return self.call(f"reading {relative}", lambda: self.fs.cat_file(self._path(relative)))
 
+    def _parent(self, relative: str) -> None:
+        if self.needs_directories:
+            self.fs.makedirs(posixpath.dirname(self._path(relative)), exist_ok=True)
+
     def write(self, relative: str, data: bytes) -> None:
+        self._parent(relative)
         self.call(f"writing {relative}", lambda: self.fs.pipe_file(self._path(relative), data))
 
     def upload_file(self, local: Path, relative: str) -> None:
+        self._parent(relative)
         self.call(f"uploading {relative}", lambda: self.fs.put_file(str(local), self._path(relative)))
 
     def download_file(self, relative: str, local: Path) -> None:

@@ -1,0 +1,215 @@
+"""Spot resilience end to end: the generated train.py in its own process, checkpoints in an S3 server on loopback.
+
+Faults are real: SIGTERM and SIGKILL to the training process, a deleted output dir, a network path
+to the store cut and restored. Every run goes through the same client code users run (s3fs over HTTP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Tiny
+from ftc.runtime.checkpoints import is_complete, marker_name
+from runtime_plans import make_plan, render_train_script
+from s3_server import CuttableProxy, list_keys, new_bucket, s3_client
+
+pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 600
+
+
+@dataclass
+class Job:
+    """One compiled training job: its script, output dir and remote prefix."""
+
+    script: Path
+    output: Path
+    endpoint: str
+    bucket: str
+    prefix: str = "run"
+
+    def start(self, log: Path) -> subprocess.Popen[bytes]:
+        handle = log.open("ab")
+        return subprocess.Popen([sys.executable, str(self.script)], cwd=self.script.parent, env=dict(os.environ),
+                                stdout=handle, stderr=subprocess.STDOUT)
+
+    def run(self, log: Path) -> int:
+        process = self.start(log)
+        return process.wait(timeout=RUN_TIMEOUT)
+
+    def remote_complete(self) -> list[int]:
+        """Steps of the complete checkpoints in the bucket, judged from the server's own listing."""
+        keys = list_keys(self.endpoint, self.bucket, self.prefix + "/")
+        steps = {int(m.group(1)) for key in keys if (m := re.match(rf"{self.prefix}/checkpoint-(\d+)/", key))}
+        return sorted(step for step in steps if f"{self.prefix}/checkpoint-{step}/{marker_name(0)}" in keys)
+
+    def metrics(self) -> dict[str, Any]:
+        return json.loads((self.output / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _job(tiny: Tiny, root: Path, endpoint: str, *, max_steps: int, every: int, keep_last: int = 2,
+         proxy_url: str | None = None) -> Job:
+    bucket = new_bucket(endpoint)
+    output = root / "out"
+    plan = make_plan(tiny.model_dir, tiny.alpaca, output,
+                     training={"max_steps": max_steps, "eval_every_steps": max_steps, "micro_batch_size": 4,
+                               "logging_steps": 1},
+                     checkpointing={"every_steps": every, "keep_last": keep_last,
+                                    "storage": {"uri": f"s3://{bucket}/run", "endpoint_url": proxy_url or endpoint}})
+    return Job(render_train_script(plan, root / "job"), output, endpoint, bucket)
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 300, process: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"training ended ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _sealed(output: Path, step: int) -> bool:
+    return (output / f"checkpoint-{step}" / marker_name(0)).is_file()
+
+
+def test_sigterm_at_a_random_step_then_restart_equals_an_uninterrupted_run(tiny: Tiny, tmp_path: Path,
+                                                                           s3_endpoint: str) -> None:
+    max_steps, every = 40, 10
+    baseline = _job(tiny, tmp_path / "baseline", s3_endpoint, max_steps=max_steps, every=every)
+    assert baseline.run(tmp_path / "baseline.log") == 0
+    reference = baseline.metrics()
+
+    job = _job(tiny, tmp_path / "spot", s3_endpoint, max_steps=max_steps, every=every)
+    log = tmp_path / "spot.log"
+    process = job.start(log)
+    _wait(lambda: (job.output / "checkpoint-1").exists() or any(job.output.glob("checkpoint-*")), "the first save",
+          process=process)
+    seed = random.randrange(1 << 30)
+    time.sleep(random.Random(seed).uniform(0.0, 1.0))
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=RUN_TIMEOUT) == 143, log.read_text()
+    text = log.read_text()
+    stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint-(\d+) resumes the run", text)
+    assert stopped, text
+    step = int(stopped.group(1))
+    assert int(stopped.group(2)) == step and 0 < step < max_steps, f"seed {seed}"
+    # Zero steps lost: the checkpoint holds the last step trained, locally and in the bucket.
+    assert is_complete(job.output / f"checkpoint-{step}", 1)
+    assert step in job.remote_complete()
+    save_seconds = time.monotonic() - signalled
+
+    assert job.run(log) == 0
+    text = log.read_text()
+    assert f"resuming from {job.output / f'checkpoint-{step}'} at step {step} (local)" in text
+    resumed = job.metrics()
+    assert resumed["global_step"] == reference["global_step"] == max_steps
+    assert abs(resumed["eval_loss"] - reference["eval_loss"]) <= 1e-4, (seed, step)
+    assert job.remote_complete() == sorted({*range(every, max_steps + 1, every), step})[-2:]  # keep_last 2
+    results = list_keys(job.endpoint, job.bucket, "run/")
+    assert "run/ftc-results.json" in results and "run/final/adapter_model.safetensors" in results
+    print(f"SIGTERM at step {step}: exit 143 {save_seconds:.1f} s after the signal; 0 steps lost")
+
+
+def test_sigkill_while_saving_resumes_from_the_previous_complete_checkpoint(tiny: Tiny, tmp_path: Path,
+                                                                           s3_endpoint: str) -> None:
+    max_steps = 30
+    job = _job(tiny, tmp_path, s3_endpoint, max_steps=max_steps, every=2, keep_last=3)
+    log = tmp_path / "train.log"
+    torn: Path | None = None
+    for _ in range(5):  # the kill must land inside a save; a save that finished first does not count
+        process = job.start(log)
+        while process.poll() is None:
+            saves = list(job.output.glob("checkpoint-*"))
+            unsealed = [path for path in saves if not (path / marker_name(0)).exists()]
+            if unsealed and len(saves) > len(unsealed):  # a save in progress after a complete one
+                process.kill()
+                break
+            time.sleep(0.001)
+        process.wait(timeout=RUN_TIMEOUT)
+        assert process.returncode == -signal.SIGKILL, log.read_text()
+        candidates = [path for path in unsealed if path.exists() and not is_complete(path, 1)]
+        if candidates:
+            torn = candidates[0]
+            break
+    assert torn is not None, "no SIGKILL landed inside a checkpoint save"
+    torn_step = int(torn.name.split("-")[1])
+    complete_before = {int(p.name.split("-")[1]) for p in job.output.glob("checkpoint-*") if is_complete(p, 1)}
+    remote_before = set(job.remote_complete())
+    # A torn upload newer than anything else in the bucket, as a node lost mid-upload leaves behind.
+    s3_client(job.endpoint).put_object(Bucket=job.bucket, Key=f"run/checkpoint-{max_steps + 100}/trainer_state.json",
+                                       Body=b"{}")
+
+    assert job.run(log) == 0, log.read_text()
+    text = log.read_text()
+    assert f"removing {torn}: its save did not complete" in text
+    resumed = re.findall(r"resuming from \S+checkpoint-(\d+) at step \d+ \((local|downloaded)", text)
+    assert resumed, text
+    resumed_step = int(resumed[-1][0])
+    assert resumed_step == max(complete_before | remote_before) < torn_step
+    assert job.metrics()["global_step"] == max_steps
+    assert max_steps in job.remote_complete()
+    print(f"SIGKILL during the save of checkpoint-{torn_step}: resumed from checkpoint-{resumed_step}, "
+          f"{torn_step - resumed_step} steps lost")
+
+
+def test_a_store_outage_is_ridden_out_and_nothing_complete_is_lost(tiny: Tiny, tmp_path: Path,
+                                                                   s3_endpoint: str) -> None:
+    proxy = CuttableProxy(int(s3_endpoint.rsplit(":", 1)[1]))
+    max_steps, every = 60, 5
+    job = _job(tiny, tmp_path, s3_endpoint, max_steps=max_steps, every=every, proxy_url=proxy.url)
+    log = tmp_path / "train.log"
+    process = job.start(log)
+    _wait(lambda: job.remote_complete() != [], "the first upload", process=process)
+    proxy.cut()
+    newest_before = max(job.remote_complete())
+    cut_at = time.monotonic()
+    # Training goes on while the store is down: two more checkpoints are sealed locally.
+    _wait(lambda: any(_sealed(job.output, s) for s in range(newest_before + 2 * every, max_steps + 1, every)),
+          "two more local checkpoints during the outage", process=process)
+    assert newest_before in job.remote_complete()  # the newest complete remote copy is still there
+    time.sleep(max(0.0, 4.0 - (time.monotonic() - cut_at)))
+    proxy.restore()
+    assert process.wait(timeout=RUN_TIMEOUT) == 0, log.read_text()
+    text = log.read_text()
+    assert re.search(r"uploading checkpoint-\d+ to s3://\S+ failed", text) or "retrying in" in text
+    # Only the newest waiting checkpoint is uploaded after an outage; retention then keeps exactly two.
+    remote = job.remote_complete()
+    assert len(remote) == 2 and remote[-1] == max_steps, remote
+    assert "run/ftc-results.json" in list_keys(job.endpoint, job.bucket, "run/")
+
+
+def test_a_lost_node_resumes_from_the_bucket_alone(tiny: Tiny, tmp_path: Path, s3_endpoint: str) -> None:
+    max_steps, every = 40, 5
+    job = _job(tiny, tmp_path, s3_endpoint, max_steps=max_steps, every=every, keep_last=2)
+    log = tmp_path / "train.log"
+    process = job.start(log)
+    _wait(lambda: any(s >= 15 for s in job.remote_complete()), "checkpoint-15 in the bucket", process=process)
+    process.kill()  # the node vanishes without notice
+    process.wait(timeout=60)
+    trained = max(int(p.name.split("-")[1]) for p in job.output.glob("checkpoint-*"))
+    uploaded = max(job.remote_complete())
+    shutil.rmtree(job.output)  # a new node starts with an empty disk
+
+    assert job.run(log) == 0, log.read_text()
+    text = log.read_text()
+    checkpoint = job.output / f"checkpoint-{uploaded}"
+    assert f"resuming from {checkpoint} at step {uploaded} (downloaded from s3://{job.bucket}/run/" in text
+    assert f"downloaded checkpoint-{uploaded} from s3://{job.bucket}/run" in text
+    assert job.metrics()["global_step"] == max_steps
+    assert job.remote_complete() == [35, 40]
+    print(f"lost node: last local checkpoint {trained}, resumed from the bucket at {uploaded}")
