@@ -308,15 +308,6 @@ def learning_rate_range(ctx: Context) -> Iterator[Diagnostic]:
 
 
 @rule
-def storage_not_uploaded_yet(ctx: Context) -> Iterator[Diagnostic]:
-    if ctx.spec["checkpointing"]["storage"] is not None:
-        yield _w(ctx, "W409", "/checkpointing/storage",
-                 "this version of the runtime keeps checkpoints in output.dir only: checkpointing.storage is "
-                 "recorded in the plan but nothing is uploaded to it yet",
-                 "keep output.dir on a persistent volume until remote checkpoint upload is available")
-
-
-@rule
 def spot_without_storage(ctx: Context) -> Iterator[Diagnostic]:
     if ctx.spec["resources"]["spot"] and ctx.spec["checkpointing"]["storage"] is None:
         yield _w(ctx, "W406", "/checkpointing/storage",

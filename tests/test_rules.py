@@ -47,7 +47,6 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"method.type": "full", "data.num_examples": 200000, "training.learning_rate": 3e-4}),
     ("W406", {"resources.spot": True, "checkpointing.storage": {"uri": "s3://b/p"}},
      {"resources.spot": True}),
-    ("W409", {"checkpointing.storage": None}, {"checkpointing.storage": {"uri": "s3://b/p"}}),
     # Llama-2-7B LoRA (micro-batch 4 × 2048, checkpointing): about 19 GiB fits an A10G, not a 15 GiB T4
     ("W460", {"resources.gpu": "A10G"}, {"resources.gpu": "T4", "training.precision": "fp16"}),
     ("W408", {"performance.deepspeed": {"stage": 2}, "resources.gpus_per_node": 2},

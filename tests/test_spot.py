@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import Tiny
+from ftc import exitcodes
 from ftc.runtime.checkpoints import is_complete, marker_name
 from runtime_plans import make_plan, render_train_script
 from s3_server import CuttableProxy, list_keys, new_bucket, s3_client
@@ -102,7 +103,7 @@ def test_sigterm_at_a_random_step_then_restart_equals_an_uninterrupted_run(tiny:
     time.sleep(random.Random(seed).uniform(0.0, 1.0))
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=RUN_TIMEOUT) == 143, log.read_text()
+    assert process.wait(timeout=RUN_TIMEOUT) == exitcodes.TERMINATED, log.read_text()
     text = log.read_text()
     stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint-(\d+) resumes the run", text)
     assert stopped, text

@@ -19,7 +19,11 @@ PINS = {
     "mlflow": ">=2.15",
     "flash-attn": ">=2.6",
     "liger-kernel": ">=0.5",
+    "s3fs": "==2026.9.0",
+    "gcsfs": ">=2024.6",
 }
+# The fsspec implementation that checkpointing.storage needs, by URI scheme (file:// needs none).
+STORAGE_PACKAGES = {"s3": "s3fs", "gs": "gcsfs"}
 
 
 def packages(plan: Plan) -> list[str]:
@@ -35,6 +39,9 @@ def packages(plan: Plan) -> list[str]:
         names.append("flash-attn")
     if spec.performance.liger_kernel:
         names.append("liger-kernel")
+    storage = spec.checkpointing.storage
+    if storage is not None and storage.uri.split("://")[0] in STORAGE_PACKAGES:
+        names.append(STORAGE_PACKAGES[storage.uri.split("://")[0]])
     return [f"{name}{PINS[name]}" for name in names]
 
 
