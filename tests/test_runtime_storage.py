@@ -187,3 +187,18 @@ def test_resume_point_prefers_the_newest_complete_checkpoint_anywhere(s3_endpoin
     assert how == f"resuming from {path} at step 8 (downloaded from {uri}/checkpoint-8)"
     assert not torn.exists()
 
+
+
+def test_resume_never_refuses_to_mix_with_earlier_checkpoints(s3_endpoint: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    bucket = new_bucket(s3_endpoint)
+    sync = CheckpointSync(_plan(f"s3://{bucket}/p", s3_endpoint), tmp_path / "out", retry=FAST)
+    sync.check_fresh_start()  # nothing there yet
+    sync.store.upload_checkpoint(_checkpoint(tmp_path / "earlier", 7), 7, 0)  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=rf"s3://{bucket}/p \(newest: checkpoint-7\)"):
+        sync.check_fresh_start()
+    local_only = CheckpointSync(_plan(None), tmp_path / "earlier")
+    with pytest.raises(ConfigError, match="resume is never, but earlier checkpoints are in .*checkpoint-7"):
+        local_only.check_fresh_start()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import complete_local, marker_name, remove_torn, write_marker
-from .errors import StorageUnavailable
+from .errors import ConfigError, StorageUnavailable
 from .storage import RemoteStore, Retry
 
 LOG = logging.getLogger("ftc")
@@ -189,6 +189,26 @@ class CheckpointSync:
         if self.uploader.uploaded is not None:
             LOG.info("checkpoint-%d is in %s (waited %.1f s)", self.uploader.uploaded, self.uploader.store.uri,
                      time.monotonic() - started)
+
+    def check_fresh_start(self) -> None:
+        """With `resume: never`, refuse to mix this run's checkpoints with an earlier run's.
+
+        Saving over them would silently replace the earlier run's checkpoints step by step, and the
+        remote retention would keep whichever steps are highest, not this run's newest.
+        """
+        found = []
+        local = complete_local(self.output_dir, self.topology.nodes)
+        if local:
+            found.append(f"{self.output_dir} (newest: checkpoint-{max(local)})")
+        if self.store is not None and self.topology.global_main:
+            remote, _ = self.store.checkpoints(self.topology.nodes)
+            if remote:
+                found.append(f"{self.store.uri} (newest: checkpoint-{max(remote)})")
+        problems = [entry for gathered in _all_gather(found) for entry in gathered]  # type: ignore[union-attr]
+        if problems:
+            raise ConfigError("checkpointing.resume is never, but earlier checkpoints are in "
+                              + " and ".join(sorted(set(problems)))
+                              + ": use a new output.dir / storage uri, remove them, or set resume: auto")
 
     def resume_point(self) -> tuple[Path | None, str]:
         """The checkpoint to resume from (fetched if needed) and a sentence saying where it came from."""

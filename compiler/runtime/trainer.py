@@ -230,6 +230,7 @@ def train(plan: Mapping[str, Any], trainer: FtcTrainer) -> TrainResult:
         resume, how = sync.resume_point()
         LOG.info("%s", how)
     else:
+        sync.check_fresh_start()
         LOG.info("starting fresh in %s (checkpointing.resume is never)", trainer.args.output_dir)
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
