@@ -202,3 +202,23 @@ def test_resume_never_refuses_to_mix_with_earlier_checkpoints(s3_endpoint: str, 
     local_only = CheckpointSync(_plan(None), tmp_path / "earlier")
     with pytest.raises(ConfigError, match="resume is never, but earlier checkpoints are in .*checkpoint-7"):
         local_only.check_fresh_start()
+
+
+def test_flush_reports_a_checkpoint_that_did_not_arrive(s3_endpoint: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = CuttableProxy(int(s3_endpoint.rsplit(":", 1)[1]))
+    bucket = new_bucket(s3_endpoint)
+    sync = CheckpointSync(_plan(f"s3://{bucket}/p", proxy.url), tmp_path / "out", retry=FAST)
+    proxy.cut()
+    directory = tmp_path / "out" / "checkpoint-3"
+    directory.mkdir(parents=True)
+    (directory / "trainer_state.json").write_text("{}", encoding="utf-8")
+    sync.seal(directory, 3)
+    assert is_complete(directory, 1)
+    with pytest.raises(StorageUnavailable, match=rf"did not reach s3://{bucket}/p within 2 s; it stays in"):
+        sync.flush(timeout=2)
+    proxy.restore()
+    sync.flush(timeout=60)
+    assert sync.uploader is not None and sync.uploader.uploaded == 3

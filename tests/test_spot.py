@@ -214,3 +214,39 @@ def test_a_lost_node_resumes_from_the_bucket_alone(tiny: Tiny, tmp_path: Path, s
     assert job.metrics()["global_step"] == max_steps
     assert job.remote_complete() == [35, 40]
     print(f"lost node: last local checkpoint {trained}, resumed from the bucket at {uploaded}")
+
+
+def test_two_processes_stop_together_on_sigterm_and_resume(tiny: Tiny, tmp_path: Path, s3_endpoint: str) -> None:
+    """Two training processes under the bundled launcher: the signal reaches both, they save one checkpoint
+    together (a collective save), exit 143 through the launcher, and the restart resumes at that step."""
+    max_steps, every = 30, 5
+    bucket = new_bucket(s3_endpoint)
+    output = tmp_path / "out"
+    plan = make_plan(tiny.model_dir, tiny.alpaca, output, resources={"gpus_per_node": 2},
+                     training={"max_steps": max_steps, "eval_every_steps": max_steps, "micro_batch_size": 4},
+                     checkpointing={"every_steps": every, "keep_last": 2,
+                                    "storage": {"uri": f"s3://{bucket}/run", "endpoint_url": s3_endpoint}})
+    script = render_train_script(plan, tmp_path / "job")
+    launcher = [sys.executable, str(script.parent / "ftc_runtime" / "launch.py"), "--nnodes=1", "--nproc-per-node=2",
+                str(script)]
+    log = tmp_path / "train.log"
+    job = Job(script, output, s3_endpoint, bucket)
+    with log.open("ab") as handle:
+        process = subprocess.Popen(launcher, cwd=script.parent, env=dict(os.environ), stdout=handle,
+                                   stderr=subprocess.STDOUT)
+        _wait(lambda: _sealed(output, every), "the first checkpoint", process=process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=RUN_TIMEOUT) == exitcodes.TERMINATED, log.read_text()
+    stopped = re.findall(r"stopped by SIGTERM at step (\d+)", log.read_text())
+    assert len(stopped) == 2 and len(set(stopped)) == 1, log.read_text()  # both stopped at the same step
+    step = int(stopped[0])
+    assert is_complete(output / f"checkpoint-{step}", 1) and step in job.remote_complete()
+    assert sorted(p.name for p in (output / f"checkpoint-{step}").glob("rng_state_*.pth")) == \
+        ["rng_state_0.pth", "rng_state_1.pth"]
+    with log.open("ab") as handle:
+        assert subprocess.run(launcher, cwd=script.parent, env=dict(os.environ), stdout=handle,
+                              stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT).returncode == 0, log.read_text()
+    assert f"at step {step} (local)" in log.read_text()
+    metrics = job.metrics()
+    assert metrics["global_step"] == max_steps and metrics["world_size"] == 2
+    assert job.remote_complete() == sorted({*range(every, max_steps + 1, every), step})[-2:]

@@ -27,8 +27,9 @@ from .storage import RemoteStore, Retry
 LOG = logging.getLogger("ftc")
 
 # How long the end of a finished run waits for the last checkpoint and the results to reach the
-# store before it gives up with an error (the local copies stay in output.dir).
-FINAL_UPLOAD_SECONDS = 30 * 60.0
+# store before it gives up with an error (the local copies stay in output.dir). The other processes
+# wait in a barrier meanwhile: this stays below the 30-minute collective timeout of the Trainer.
+FINAL_UPLOAD_SECONDS = 20 * 60.0
 # Backoff between attempts of the background uploader when the store fails: doubling up to the cap.
 UPLOAD_BACKOFF_FIRST, UPLOAD_BACKOFF_CAP = 2.0, 60.0
 # Files of the output dir uploaded when a run finishes (those that exist).
@@ -179,16 +180,23 @@ class CheckpointSync:
         barrier()  # nobody goes on (or resumes from it) before the marker exists
 
     def flush(self, timeout: float | None) -> None:
-        """Wait for the newest checkpoint to reach the store (SIGTERM: no timeout, the pod's grace period rules)."""
-        if self.uploader is None:
-            return
-        started = time.monotonic()
-        if not self.uploader.flush(timeout):
-            raise StorageUnavailable(f"the last checkpoint did not reach {self.store.uri if self.store else ''} "
-                                     f"within {timeout:.0f} s; it stays in {self.output_dir}")
-        if self.uploader.uploaded is not None:
-            LOG.info("checkpoint-%d is in %s (waited %.1f s)", self.uploader.uploaded, self.uploader.store.uri,
-                     time.monotonic() - started)
+        """Wait for the newest checkpoint to reach the store (SIGTERM: no timeout, the pod's grace period rules).
+
+        Every process waits for the uploads and learns whether they arrived, so that all of them go on
+        or fail together: a process that leaves while another still works can take the process group
+        down under it, and one left behind would wait in the next collective until it times out.
+        """
+        arrived = True
+        if self.uploader is not None:
+            started = time.monotonic()
+            arrived = self.uploader.flush(timeout)
+            if arrived and self.uploader.uploaded is not None:
+                LOG.info("checkpoint-%d is in %s (waited %.1f s)", self.uploader.uploaded,
+                         self.uploader.store.uri, time.monotonic() - started)
+        if not all(_all_gather(arrived)):
+            uri = self.store.uri if self.store is not None else "checkpointing.storage"
+            raise StorageUnavailable(f"the last checkpoint did not reach {uri} within {timeout or 0:.0f} s; "
+                                     f"it stays in {self.output_dir}")
 
     def check_fresh_start(self) -> None:
         """With `resume: never`, refuse to mix this run's checkpoints with an earlier run's.

@@ -99,8 +99,10 @@ class FtcTrainer(Trainer):
         if self.checkpoint_sync.sealed(directory):
             # The state of this step is saved already (a SIGTERM right after a periodic save).
             return
+        started = time.monotonic()
         super()._save_checkpoint(model, trial)
         self.checkpoint_sync.seal(directory, self.state.global_step)
+        LOG.info("saved checkpoint-%d in %.2f s", self.state.global_step, time.monotonic() - started)
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
