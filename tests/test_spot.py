@@ -250,3 +250,52 @@ def test_two_processes_stop_together_on_sigterm_and_resume(tiny: Tiny, tmp_path:
     metrics = job.metrics()
     assert metrics["global_step"] == max_steps and metrics["world_size"] == 2
     assert job.remote_complete() == sorted({*range(every, max_steps + 1, every), step})[-2:]
+
+
+def test_two_nodes_without_shared_disk_resume_from_the_bucket(tiny: Tiny, tmp_path: Path, s3_endpoint: str) -> None:
+    """Two nodes (one process each, separate disks): each node seals and uploads its own part of a
+    checkpoint; a checkpoint counts once both nodes' markers are in the bucket; new nodes resume from it."""
+    max_steps, every = 20, 5
+    bucket = new_bucket(s3_endpoint)
+    plan = make_plan(tiny.model_dir, tiny.alpaca, "out", resources={"nodes": 2, "gpus_per_node": 1},
+                     training={"max_steps": max_steps, "eval_every_steps": max_steps, "micro_batch_size": 4},
+                     checkpointing={"every_steps": every, "keep_last": 2,
+                                    "storage": {"uri": f"s3://{bucket}/run", "endpoint_url": s3_endpoint}})
+    script = render_train_script(plan, tmp_path / "job")
+    disks = [tmp_path / "node0", tmp_path / "node1"]
+
+    def start(port: int, log: Path) -> list[subprocess.Popen[bytes]]:
+        processes = []
+        for rank, disk in enumerate(disks):
+            disk.mkdir(exist_ok=True)
+            argv = [sys.executable, str(script.parent / "ftc_runtime" / "launch.py"), "--nnodes=2",
+                    "--nproc-per-node=1", f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}",
+                    str(script)]
+            with log.open("ab") as handle:
+                processes.append(subprocess.Popen(argv, cwd=disk, env=dict(os.environ), stdout=handle,
+                                                  stderr=subprocess.STDOUT))
+        return processes
+
+    log = tmp_path / "train.log"
+    from s3_server import free_port
+
+    nodes = start(free_port(), log)
+    _wait(lambda: (disks[0] / "out" / f"checkpoint-{every}" / marker_name(0)).is_file()
+          and (disks[1] / "out" / f"checkpoint-{every}" / marker_name(1)).is_file(), "the first checkpoint",
+          process=nodes[0])
+    for node in nodes:
+        node.send_signal(signal.SIGTERM)
+    assert [node.wait(timeout=RUN_TIMEOUT) for node in nodes] == [exitcodes.TERMINATED] * 2, log.read_text()
+    step = int(re.findall(r"stopped by SIGTERM at step (\d+)", log.read_text())[0])
+    keys = list_keys(s3_endpoint, bucket, f"run/checkpoint-{step}/")
+    assert {f"run/checkpoint-{step}/{marker_name(0)}", f"run/checkpoint-{step}/{marker_name(1)}"} <= set(keys)
+    for disk in disks:  # neither disk alone holds a complete two-node checkpoint
+        assert not is_complete(disk / "out" / f"checkpoint-{step}", 2)
+        shutil.rmtree(disk / "out")  # new nodes
+
+    nodes = start(free_port(), log)
+    assert [node.wait(timeout=RUN_TIMEOUT) for node in nodes] == [0, 0], log.read_text()
+    text = log.read_text()
+    assert text.count(f"at step {step} (downloaded from s3://{bucket}/run/checkpoint-{step})") == 2
+    metrics = json.loads((disks[0] / "out" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["global_step"] == max_steps and metrics["world_size"] == 2
