@@ -299,3 +299,28 @@ def test_two_nodes_without_shared_disk_resume_from_the_bucket(tiny: Tiny, tmp_pa
     assert text.count(f"at step {step} (downloaded from s3://{bucket}/run/checkpoint-{step})") == 2
     metrics = json.loads((disks[0] / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["global_step"] == max_steps and metrics["world_size"] == 2
+
+
+def test_a_deepspeed_run_resumes_from_the_bucket_after_sigterm(tiny: Tiny, tmp_path: Path, s3_endpoint: str) -> None:
+    """ZeRO-2 keeps its optimizer state in its own files (global_stepN/); they travel and resume like the rest."""
+    max_steps, every = 20, 5
+    bucket = new_bucket(s3_endpoint)
+    output = tmp_path / "out"
+    plan = make_plan(tiny.model_dir, tiny.alpaca, output, performance={"deepspeed": {"stage": 2}},
+                     training={"max_steps": max_steps, "eval_every_steps": max_steps, "micro_batch_size": 4},
+                     checkpointing={"every_steps": every, "keep_last": 2,
+                                    "storage": {"uri": f"s3://{bucket}/run", "endpoint_url": s3_endpoint}})
+    job = Job(render_train_script(plan, tmp_path / "job"), output, s3_endpoint, bucket)
+    log = tmp_path / "train.log"
+    process = job.start(log)
+    _wait(lambda: _sealed(output, every), "the first checkpoint", process=process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=RUN_TIMEOUT) == exitcodes.TERMINATED, log.read_text()
+    step = int(re.findall(r"stopped by SIGTERM at step (\d+)", log.read_text())[0])
+    keys = list_keys(s3_endpoint, bucket, f"run/checkpoint-{step}/")
+    assert any(re.match(rf"run/checkpoint-{step}/global_step{step}/.*optim_states\.pt$", key) for key in keys), keys
+    shutil.rmtree(output)
+
+    assert job.run(log) == 0, log.read_text()
+    assert f"at step {step} (downloaded from s3://{bucket}/run/checkpoint-{step})" in log.read_text()
+    assert job.metrics()["global_step"] == max_steps
