@@ -36,8 +36,9 @@ Examples:
 def run_cmd(target: str, out: str | None, dry_run: bool, strict: bool, force: bool, skip_memory_check: bool) -> None:
     """Compile SPEC if needed (or take OUT_DIR as it is), check this machine, and train here.
 
-    train.py runs in the current directory with the plan's launcher (python, or torchrun for several
-    GPUs); SIGINT and SIGTERM are passed on to it and its exit code becomes ftc's.
+    train.py runs in the current directory with the plan's launcher (python, or the bundled
+    ftc_runtime/launch.py for several GPUs, as on Kubernetes); SIGINT and SIGTERM are passed on to it
+    and its exit code becomes ftc's.
     """
     from . import preflight
     from .run import command, launch, prepare

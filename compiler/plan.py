@@ -279,7 +279,7 @@ class Derived:
     world_size: int
     global_batch_size: int
     peft: bool
-    launcher: str
+    launcher: str  # "python" (one process) or "ftc_runtime/launch.py" (several; see resolve.launcher)
     deepspeed_config: str | None
     workload_name: str
     content_hash: str

@@ -22,6 +22,7 @@ import copy
 from typing import Any
 
 from . import spec_schema
+from .layout import LAUNCHER_SCRIPT
 
 PEFT_LEARNING_RATE = 3e-4
 FULL_LEARNING_RATE = 1e-5
@@ -72,11 +73,13 @@ def global_batch_size(spec: dict[str, Any]) -> int:
 
 
 def launcher(spec: dict[str, Any]) -> str:
-    """How train.py is started: `python` for one process, `torchrun` for several.
+    """How train.py is started: `python` for one process, `ftc_runtime/launch.py` for several.
 
     DeepSpeed runs under either: a single process gets its rendezvous variables from the runtime, and
     the `deepspeed` launcher is avoided because as PID 1 of a container it does not pass SIGTERM on
-    (the runtime saves a checkpoint on SIGTERM). torchrun's rendezvous works on every Kubernetes
-    target, where the deepspeed launcher would need ssh and a hostfile.
+    (the runtime saves a checkpoint on SIGTERM), and it would need ssh and a hostfile across nodes.
+    Several processes start through the bundled launcher rather than torchrun: torchrun reports every
+    failed worker as exit code 1 (hiding the runtime's exit codes from the podFailurePolicy) and kills
+    its workers 30 s after SIGTERM whatever the pod's grace period.
     """
-    return "torchrun" if world_size(spec) > 1 else "python"
+    return LAUNCHER_SCRIPT if world_size(spec) > 1 else "python"

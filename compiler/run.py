@@ -1,5 +1,8 @@
 """`ftc run`: compile when needed, check this machine, then launch train.py with the plan's launcher.
 
+The launcher is the one the Kubernetes manifests use (`python train.py`, or the bundled
+`ftc_runtime/launch.py` for several processes), so exit codes and SIGTERM behave alike here and there.
+
 - A spec is compiled into the output directory (default `.ftc/run/<metadata.name>` under the working
   directory) unless that directory is already up to date (the `ftc compile --check` comparison); an
   output directory holding a plan.json is used as it is.
@@ -23,9 +26,9 @@ from pathlib import Path
 from types import FrameType
 
 from .diagnostics import Diagnostic
-from .layout import PLAN, TRAIN_SCRIPT
+from .layout import LAUNCHER_SCRIPT, PLAN, TRAIN_SCRIPT
 from .plan import Plan
-from .render.launch import launch_argv
+from .render.launch import LAUNCHERS, launch_argv
 
 RUN_ROOT = Path(".ftc") / "run"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -56,8 +59,14 @@ def _from_out_dir(directory: Path) -> Prepared:
         plan = Plan.from_dict(json.loads(plan_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, KeyError) as error:
         return Prepared(directory, None, problems=[f"{plan_path} is not a plan ftc can read: {error}"])
-    if not (directory / TRAIN_SCRIPT).is_file():
-        return Prepared(directory, None, problems=[f"{directory / TRAIN_SCRIPT} is missing: recompile the spec"])
+    if plan.derived.launcher not in LAUNCHERS:
+        return Prepared(directory, None, problems=[
+            f"{plan_path} names the launcher {plan.derived.launcher!r}, which this ftc does not use: "
+            "recompile the spec"])
+    needed = [TRAIN_SCRIPT] + ([LAUNCHER_SCRIPT] if plan.derived.launcher == LAUNCHER_SCRIPT else [])
+    missing = [directory / name for name in needed if not (directory / name).is_file()]
+    if missing:
+        return Prepared(directory, None, problems=[f"{missing[0]} is missing: recompile the spec"])
     return Prepared(directory, plan, action="as is")
 
 
@@ -84,14 +93,14 @@ def prepare(target: str | os.PathLike[str], out_dir: str | os.PathLike[str] | No
 def command(plan: Plan, out_dir: Path) -> list[str]:
     """The argv that runs out_dir/train.py: the plan's launcher, with this interpreter.
 
-    `python` becomes sys.executable and `torchrun` becomes `sys.executable -m torch.distributed.run`
-    (what the torchrun script runs), so the child uses the environment `ftc run` was installed in.
+    `python` becomes sys.executable, for train.py itself or for out_dir/ftc_runtime/launch.py (which
+    starts its workers with the interpreter it runs under), so the training processes use the
+    environment `ftc run` was installed in and a run here behaves as the same plan does on Kubernetes:
+    same launcher, same exit codes, same SIGTERM handling.
     """
     argv = launch_argv(plan, str(out_dir / TRAIN_SCRIPT))
     if argv[0] == "python":
         return [sys.executable, *argv[1:]]
-    if argv[0] == "torchrun":
-        return [sys.executable, "-m", "torch.distributed.run", *argv[1:]]
     return argv
 
 

@@ -18,7 +18,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HOME"] = str(_CACHE / "hf")
 os.environ["HF_DATASETS_CACHE"] = str(_CACHE / "datasets")
-os.environ["TORCH_EXTENSIONS_DIR"] = str(_CACHE / "torch_extensions")
+# DeepSpeed compiles its CPU ops at first use (~30 s each); one build serves every test process and
+# later runs (torch's extension builder locks the directory while it builds).
+os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("WANDB_MODE", "disabled")
 # S3 clients talk only to the test's own server on loopback: fixed dummy credentials, no instance metadata.

@@ -294,21 +294,24 @@ def rendered_job(plan: Plan) -> dict[str, Any]:
     return yaml.safe_load(render_kubernetes(plan, make_bundle(plan))["k8s/job.yaml"])
 
 
-def test_four_gpus_use_torchrun_and_request_resources() -> None:
+LAUNCHER = ["python", "/opt/ftc/ftc_runtime/launch.py"]
+
+
+def test_four_gpus_use_the_bundled_launcher_and_request_resources() -> None:
     job = rendered_job(make_plan(CASES["four-gpus"]))
     container = trainer(job)
-    assert container["command"] == ["torchrun", "--nnodes=1", "--nproc-per-node=4", "/opt/ftc/train.py"]
+    assert container["command"] == [*LAUNCHER, "--nnodes=1", "--nproc-per-node=4", "/opt/ftc/train.py"]
     assert container["resources"] == {
         "requests": {"cpu": "32", "memory": "256Gi", "nvidia.com/gpu": "4"},
         "limits": {"memory": "256Gi", "nvidia.com/gpu": "4"},
     }
 
 
-def test_deepspeed_runs_under_torchrun_with_its_config_in_payload() -> None:
+def test_deepspeed_runs_under_the_bundled_launcher_with_its_config_in_payload() -> None:
     plan = make_plan(CASES["deepspeed"])
     files = render_kubernetes(plan, make_bundle(plan))
     job = yaml.safe_load(files["k8s/job.yaml"])
-    assert trainer(job)["command"] == ["torchrun", "--nnodes=1", "--nproc-per-node=2", "/opt/ftc/train.py"]
+    assert trainer(job)["command"] == [*LAUNCHER, "--nnodes=1", "--nproc-per-node=2", "/opt/ftc/train.py"]
     items = volumes(job)["ftc-files"]["configMap"]["items"]
     assert {"key": "ds_config.json", "path": "ds_config.json"} in items
     assert files["k8s/files/ds_config.json"] == make_bundle(plan)["ds_config.json"]
@@ -607,7 +610,8 @@ def test_launch_argv_for_each_launcher() -> None:
     four = make_plan({"resources": {"gpus_per_node": 4}})
     assert launch_argv(one, "train.py") == ["python", "train.py"]
     assert launch_argv(four, "out/train.py") == [
-        "torchrun", "--nnodes=1", "--nproc-per-node=4", "out/train.py"]
+        "python", "out/ftc_runtime/launch.py", "--nnodes=1", "--nproc-per-node=4", "out/train.py"]
+    assert launch_argv(four, "train.py")[:2] == ["python", "ftc_runtime/launch.py"]
     single_deepspeed = make_plan({"performance": {"deepspeed": {
         "stage": 2, "offload_optimizer": "cpu", "offload_params": "none"}}})
     assert launch_argv(single_deepspeed, "train.py") == ["python", "train.py"]

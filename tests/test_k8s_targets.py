@@ -2,7 +2,7 @@
 (core kinds with the Kubernetes schemas of the version, custom resources with ftc's schemas and with the
 upstream CRDs in ../shared/crds as an independent oracle), and checked for the invariants a multi-node
 training run depends on. Also: the version floors of the check stage, `validate_kubernetes`, and a
-two-node indexed-job whose launch command trains the tiny model with two torchrun node processes."""
+two-node indexed-job whose launch command trains the tiny model with two launcher node processes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -203,10 +202,10 @@ def test_target_builds_validates_and_keeps_the_invariants(target: str, version: 
         container = trainer_container(main, template)
         argv = container["command"]
 
-        # GPU counts equal processes: torchrun starts one process per GPU of the pod, on every node.
+        # GPU counts equal processes: the launcher starts one process per GPU of the pod, on every node.
         res = container["resources"]
         assert res["limits"]["nvidia.com/gpu"] == res["requests"]["nvidia.com/gpu"] == str(gpus)
-        assert argv[0] == "torchrun" and argv[-1] == layout.SCRIPT
+        assert argv[:2] == ["python", f"{layout.FILES_DIR}/ftc_runtime/launch.py"] and argv[-1] == layout.SCRIPT
         assert flag(argv, "nproc-per-node") == str(gpus) and flag(argv, "nnodes") == str(nodes)
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
 
@@ -214,9 +213,9 @@ def test_target_builds_validates_and_keeps_the_invariants(target: str, version: 
         files_volume = next(v for v in pod["volumes"] if "configMap" in v)
         assert files_volume["configMap"]["name"] == configmap["metadata"]["name"]
 
-        # Grace period: at least the runtime's SIGTERM save budget plus the launcher's exit.
+        # Grace period: at least the least SIGTERM save budget ftc plans for plus the launcher's exit.
         assert pod["terminationGracePeriodSeconds"] == k8s.grace_period_seconds
-        assert pod["terminationGracePeriodSeconds"] >= layout.SAVE_BUDGET_SECONDS + layout.LAUNCHER_EXIT_SECONDS
+        assert layout.save_budget_seconds(pod["terminationGracePeriodSeconds"]) >= layout.MIN_SAVE_BUDGET_SECONDS
 
         # No inline secret values: secrets only by reference, and no env value names a secret.
         env = {e["name"]: e for e in container["env"]}
@@ -594,8 +593,8 @@ def test_two_node_indexed_job_command_trains_on_two_processes(tiny: Tiny, tmp_pa
     template = job["spec"]["template"]
     argv = template["spec"]["containers"][0]["command"]
 
-    # The torchrun arguments agree with the manifests.
-    assert argv[0] == "torchrun"
+    # The launcher's arguments agree with the manifests.
+    assert argv[:2] == ["python", f"{layout.FILES_DIR}/ftc_runtime/launch.py"]
     assert flag(argv, "nnodes") == str(job["spec"]["completions"]) == str(job["spec"]["parallelism"]) == "2"
     gpus = template["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
     assert flag(argv, "nproc-per-node") == gpus == "1"
@@ -607,7 +606,6 @@ def test_two_node_indexed_job_command_trains_on_two_processes(tiny: Tiny, tmp_pa
     # The same command on this machine: node 0's DNS name becomes loopback, /opt/ftc the compiled output,
     # and each node process gets its index as Kubernetes would (expanding $(JOB_COMPLETION_INDEX)).
     port = _free_port()
-    bindir = Path(sys.executable).parent
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
     procs = []
     for index in (0, 1):
@@ -618,10 +616,10 @@ def test_two_node_indexed_job_command_trains_on_two_processes(tiny: Tiny, tmp_pa
                 arg = "--master-addr=127.0.0.1"
             elif arg.startswith("--master-port="):
                 arg = f"--master-port={port}"
-            elif arg == layout.SCRIPT:
-                arg = str(out / "train.py")
-            elif arg == "torchrun":
-                arg = shutil.which("torchrun", path=str(bindir)) or "torchrun"
+            elif arg.startswith(f"{layout.FILES_DIR}/"):
+                arg = str(out / arg.removeprefix(f"{layout.FILES_DIR}/"))
+            elif arg == "python":
+                arg = sys.executable
             local.append(arg)
         assert f"--node-rank={index}" in local
         log = (tmp_path / f"node{index}.log").open("w", encoding="utf-8")
@@ -631,8 +629,12 @@ def test_two_node_indexed_job_command_trains_on_two_processes(tiny: Tiny, tmp_pa
     finally:
         for proc, log in procs:
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                proc.terminate()  # the launcher passes it on to its workers (each in a session of its own)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
             log.close()
     logs = [(tmp_path / f"node{index}.log").read_text(encoding="utf-8") for index in (0, 1)]
     assert codes_ == [0, 0], logs[0][-3000:] + logs[1][-3000:]

@@ -25,6 +25,7 @@ from ftc.exitcodes import ENVIRONMENT_ERROR
 from ftc.plan import Architecture, Plan
 from ftc.preflight import GIB, Check, Gpu, Machine
 from ftc.run import command, exit_status, launch, prepare
+from ftc.runtime.checkpoints import is_complete
 from ftc.write import write_output
 from runtime_plans import make_plan
 from specs import deep_merge
@@ -230,8 +231,22 @@ def test_prepare_compiles_once_then_finds_the_directory_up_to_date(tiny: Tiny, t
 def test_command_uses_this_interpreter_and_the_plans_launcher() -> None:
     assert command(_plan(), Path("o")) == [sys.executable, "o/train.py"]
     assert command(_plan(resources={"gpus_per_node": 2}), Path("o")) == [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2", "o/train.py"]
+        sys.executable, "o/ftc_runtime/launch.py", "--nnodes=1", "--nproc-per-node=2", "o/train.py"]
     assert exit_status(-signal.SIGTERM) == 143 and exit_status(3) == 3
+
+
+def test_an_output_directory_needs_the_launcher_its_plan_names(tmp_path: Path) -> None:
+    data = _plan(resources={"gpus_per_node": 2}).to_dict()
+    (tmp_path / "plan.json").write_text(json.dumps(data), encoding="utf-8")
+    (tmp_path / "train.py").write_text("", encoding="utf-8")
+    assert prepare(tmp_path).problems == [f"{tmp_path / 'ftc_runtime' / 'launch.py'} is missing: recompile the spec"]
+    (tmp_path / "ftc_runtime").mkdir()
+    (tmp_path / "ftc_runtime" / "launch.py").write_text("", encoding="utf-8")
+    assert prepare(tmp_path).action == "as is"
+    data["derived"]["launcher"] = "torchrun"  # compiled by an earlier ftc
+    (tmp_path / "plan.json").write_text(json.dumps(data), encoding="utf-8")
+    problems = prepare(tmp_path).problems
+    assert len(problems) == 1 and "names the launcher 'torchrun'" in problems[0] and "recompile" in problems[0]
 
 
 # --- the command line ------------------------------------------------------------------------------
@@ -372,12 +387,10 @@ def test_sigterm_to_ftc_run_reaches_training_which_saves_and_exits_143(tiny: Tin
         if run.poll() is None:
             run.kill()
     assert run.returncode == 143, err[-4000:]
-    # Logged by the runtime in the child, naming the checkpoint transformers saved on SIGTERM.
-    stopped = re.search(r"stopped by SIGTERM at step (\d+); (\S+) resumes the run", err)
+    # Logged by the runtime in the child: the step in progress was finished and saved, none lost.
+    stopped = re.search(r"stopped by SIGTERM at step (\d+): checkpoint-(\d+) resumes the run", err)
     assert stopped is not None, err[-4000:]
-    checkpoint = Path(stopped.group(2))
-    assert checkpoint.parent == Path("out") and checkpoint.name.startswith("checkpoint-")
-    assert 2 <= int(checkpoint.name.split("-")[1]) <= int(stopped.group(1)) < 100_000
-    assert (tmp_path / checkpoint / "trainer_state.json").is_file()
-    assert not (tmp_path / checkpoint / "checkpoint-is-incomplete.txt").exists()
+    assert stopped.group(1) == stopped.group(2) and 2 <= int(stopped.group(1)) < 100_000
+    checkpoint = tmp_path / "out" / f"checkpoint-{stopped.group(1)}"
+    assert is_complete(checkpoint, 1) and (checkpoint / "trainer_state.json").is_file()
     assert not (tmp_path / "out" / "final").exists()

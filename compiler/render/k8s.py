@@ -266,12 +266,14 @@ def kubernetes_problems(spec: Mapping[str, Any]) -> list[Diagnostic]:
                          f"ftc knows no value of the node label {label} for {gpu}",
                          hint="list the label's values for this GPU in kubernetes.gpu_product_values, or set "
                               "kubernetes.gpu_product_label: null"))
-    if k8s["grace_period_seconds"] < layout.MIN_GRACE_PERIOD_SECONDS:
+    grace = k8s["grace_period_seconds"]
+    if grace < layout.MIN_GRACE_PERIOD_SECONDS:
         out.append(warning(
             "W454", "/kubernetes/grace_period_seconds",
-            f"a grace period of {k8s['grace_period_seconds']} s is shorter than the "
-            f"{layout.MIN_GRACE_PERIOD_SECONDS} s the SIGTERM checkpoint needs ({layout.SAVE_BUDGET_SECONDS} s "
-            f"for the runtime's save, {layout.LAUNCHER_EXIT_SECONDS} s for the launcher to exit): a stopped pod "
-            "is killed before its checkpoint is written",
-            hint=f"set kubernetes.grace_period_seconds to {layout.MIN_GRACE_PERIOD_SECONDS} or more"))
+            f"a grace period of {grace} s leaves the runtime {layout.save_budget_seconds(grace)} s to save its "
+            f"SIGTERM checkpoint ({layout.LAUNCHER_EXIT_SECONDS} s go to the launcher's exit), less than the "
+            f"{layout.MIN_SAVE_BUDGET_SECONDS} s ftc plans for: a stopped pod may be killed before its checkpoint "
+            "is written",
+            hint=f"set kubernetes.grace_period_seconds to {layout.MIN_GRACE_PERIOD_SECONDS} or more (more for "
+                 "large checkpoints: the save may take as long as the grace period allows)"))
     return out

@@ -19,8 +19,9 @@ Choices that are not obvious from the API reference:
   2. exit code `TERMINATED` (143) is ignored as well: the runtime exits with it after saving a
      checkpoint on SIGTERM, so the replacement pod resumes and no retry is used up;
   3. exit codes `CONFIG_ERROR` and `ENVIRONMENT_ERROR` of the trainer container fail the Job at once,
-     since a retry cannot help. Only a launcher that passes the exit code through (python) produces
-     them; torchrun reports any failed worker as 1, which counts as an ordinary failure.
+     since a retry cannot help. Both launchers pass the workers' exit codes through (python is train.py
+     itself; ftc_runtime/launch.py exits with the first failing worker's code), which torchrun would
+     not: it reports any failed worker as 1.
   Up to 1.28 every rule must carry `onPodConditions`, so exit-code rules get `onPodConditions: []`;
   from 1.29 the field is optional and omitted there (the API server omits it when empty).
 - `podReplacementPolicy: Failed` (1.29+): a replacement pod starts only once the old one has fully
@@ -38,9 +39,10 @@ Choices that are not obvious from the API reference:
 - The Service has the Job's name, `clusterIP: None` and `publishNotReadyAddresses: true` (pods have
   DNS records before they are ready; the trainer has no readiness probe anyway), and selects the
   pods by their `app.kubernetes.io/instance` label (the workload name).
-- torchrun's static rendezvous: every pod runs `torchrun --nnodes=N --nproc-per-node=G
+- A static rendezvous: every pod runs `python ftc_runtime/launch.py --nnodes=N --nproc-per-node=G
   --node-rank=$(JOB_COMPLETION_INDEX) --master-addr=<job>-0.<job> --master-port=29500 train.py`;
-  the kubelet expands the index. Node 0 serves the store; the others retry until it is up.
+  the kubelet expands the index. Rank 0 (on pod 0) serves torch.distributed's store; the other
+  ranks retry until it is up.
 - Limits: the Job controller replaces a lost pod alone. The other pods notice through failed
   collectives (NCCL/gloo timeouts), fail and are replaced in turn, and the group meets again at the
   rendezvous; recovery can take as long as the collective timeout, and each of those failures uses a

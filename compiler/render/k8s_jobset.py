@@ -3,8 +3,8 @@
 - One replicated job `node` (1 replica): an Indexed Job with one pod per node (`completions` =
   `parallelism` = nodes). With `network.enableDNSHostnames` the JobSet controller creates a headless
   Service named after the JobSet and sets the pods' subdomain to it, so pod 0 of the group is
-  `<jobset>-node-0-0.<jobset>`; every pod runs torchrun's static rendezvous against it with
-  `--node-rank=$(JOB_COMPLETION_INDEX)`, as the `indexed-job` target does.
+  `<jobset>-node-0-0.<jobset>`; every pod runs the bundled launcher (`ftc_runtime/launch.py`) with a
+  static rendezvous against it and `--node-rank=$(JOB_COMPLETION_INDEX)`, as the `indexed-job` target does.
 - Failures restart the whole group (a new set of Jobs, every pod rejoining the rendezvous, training
   resuming from the newest checkpoint), never a pod alone:
   - the Job has `backoffLimit: 0`, so any failed pod fails its Job;
@@ -12,8 +12,9 @@
     (preemption, spot reclaim, drain, eviction) or the runtime's SIGTERM exit code 143; the JobSet's
     failure policy rule `RestartJobSetAndIgnoreMaxRestarts` for Jobs failed by `PodFailurePolicy`
     restarts the group without counting a restart;
-  - any other failure (including the runtime's exit codes 3 and 4, which the Job's failure reason
-    cannot tell apart from a disruption) restarts the group up to `failurePolicy.maxRestarts: 3` times.
+  - any other failure (including the runtime's exit codes 3 and 4, which the launcher passes through
+    but the Job's failure reason cannot tell apart from a disruption) restarts the group up to
+    `failurePolicy.maxRestarts: 3` times.
 - Kueue: the queue label on the JobSet; `suspend` is left to Kueue.
 """
 

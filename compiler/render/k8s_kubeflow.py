@@ -7,9 +7,11 @@ PyTorchJob (`kubeflow.org/v1`, Training Operator v1.9; Kubernetes 1.28+):
   gives each a Service of the same name, and sets `RANK` (the pod's node rank: master 0, worker i is
   i + 1), `MASTER_ADDR` (`<job>-master-0`) and `MASTER_PORT` in the container named `pytorch`,
   whose port named `pytorchjob-port` is the master port.
-- The command spells the rendezvous out: `torchrun --nnodes=N --nproc-per-node=G --node-rank=$(RANK)
-  --master-addr=<job>-master-0 --master-port=23456 train.py`; the kubelet expands `$(RANK)`. torchrun
-  does not read MASTER_ADDR itself, and only newer operators set its PET_* variables.
+- The command spells the rendezvous out: `python ftc_runtime/launch.py --nnodes=N --nproc-per-node=G
+  --node-rank=$(RANK) --master-addr=<job>-master-0 --master-port=23456 train.py`; the kubelet expands
+  `$(RANK)`. The launcher (like torchrun) does not read MASTER_ADDR itself, and only newer operators
+  set the PET_* variables it reads; it overwrites the operator's RANK, WORLD_SIZE, MASTER_ADDR and
+  MASTER_PORT with the per-worker values of torch.distributed's env:// rendezvous.
 - `restartPolicy: OnFailure` on both replica types: a failed container restarts in place (volumes,
   including the output emptyDir, survive), and a failed pod (evicted, preempted, its node lost) is
   deleted and re-created by the operator. No podFailurePolicy exists here: a re-created pod starts
@@ -25,7 +27,9 @@ TrainJob (`trainer.kubeflow.org/v1alpha1`, Kubeflow Trainer v2.2+; Kubernetes 1.
 - `trainer`: image, command, env, `numNodes`, `numProcPerNode` and `resourcesPerNode`. Trainer sets
   torchrun's `PET_NNODES`, `PET_NPROC_PER_NODE`, `PET_NODE_RANK` (the Job completion index),
   `PET_MASTER_ADDR` (pod 0 of the runtime's `node` job) and `PET_MASTER_PORT` in the `node` container;
-  the command gives node and process counts explicitly (the same values) and leaves the rest to them.
+  the command runs the bundled launcher (`ftc_runtime/launch.py`, which reads these variables as
+  torchrun does) with node and process counts given explicitly (the same values) and leaves the rest
+  to them.
 - Everything else of the pod goes into `runtimePatches` (the field was `podSpecOverrides` in v2.0 and
   `podTemplateOverrides` in v2.1; this is the v2.2+ form): one patch with manager `ftc.dev/ftc` for the
   runtime's `node` replicated job, carrying pod labels/annotations, the security contexts, scheduling,

@@ -179,14 +179,23 @@ def spot_annotations(spot: bool, provider: str) -> Mapping[str, str]:
 NODE_LOST_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 # The SIGTERM save: on SIGTERM the runtime finishes the current step, writes a checkpoint and exits
-# with 143. torchrun gives its workers 30 s after passing SIGTERM on before it kills them, whatever the
-# pod's grace period, so the runtime's save budget is those 30 s; the grace period must also leave the
-# launcher time to exit after its workers. A shorter grace period is reported by the check stage.
-SAVE_BUDGET_SECONDS = 30
+# with 143. The container's PID 1 is train.py itself or the bundled launcher (ftc_runtime/launch.py),
+# which passes SIGTERM on and waits for its workers with no deadline of its own (torchrun, which kills
+# its workers 30 s after SIGTERM whatever the grace period, is not used for that reason). So the
+# runtime's save budget is the pod's grace period less LAUNCHER_EXIT_SECONDS, the time the launcher and
+# the interpreters need to exit after the save. The check stage warns below MIN_GRACE_PERIOD_SECONDS,
+# which leaves MIN_SAVE_BUDGET_SECONDS for the save.
 LAUNCHER_EXIT_SECONDS = 10
-MIN_GRACE_PERIOD_SECONDS = SAVE_BUDGET_SECONDS + LAUNCHER_EXIT_SECONDS
+MIN_SAVE_BUDGET_SECONDS = 30
+MIN_GRACE_PERIOD_SECONDS = MIN_SAVE_BUDGET_SECONDS + LAUNCHER_EXIT_SECONDS
 
-# torchrun's static rendezvous across nodes: node 0 serves the store on this port; every pod learns
+
+def save_budget_seconds(grace_period_seconds: int) -> int:
+    """The seconds the runtime has to write its SIGTERM checkpoint in a pod with this grace period."""
+    return max(0, grace_period_seconds - LAUNCHER_EXIT_SECONDS)
+
+
+# The static rendezvous across nodes: rank 0 on node 0 serves the store on this port; every pod learns
 # its node rank from the index Kubernetes gives it (an Indexed Job sets JOB_COMPLETION_INDEX in every
 # container, and the kubelet expands `$(VAR)` references to it in the command).
 RENDEZVOUS_PORT = 29500

@@ -16,7 +16,9 @@ Choices that are not obvious from the API reference:
   service account is used (one bound to a cloud identity needs its token); service links are off,
   since they only add environment variables to the container.
 - `terminationGracePeriodSeconds` is `kubernetes.grace_period_seconds`: the time the runtime has to
-  save a checkpoint after SIGTERM (the check stage warns below `k8s_layout.MIN_GRACE_PERIOD_SECONDS`).
+  save a checkpoint after SIGTERM, less the launcher's exit (`k8s_layout.save_budget_seconds`; neither
+  python nor ftc_runtime/launch.py sets a deadline of its own). The check stage warns below
+  `k8s_layout.MIN_GRACE_PERIOD_SECONDS`.
 - Scheduling: a toleration for the `nvidia.com/gpu` taint always; spot node selector, tolerations and
   autoscaler annotations of `kubernetes.spot_provider`; a required node affinity for the GPU model
   (`kubernetes.gpu_product_label`); optional lower tolerationSeconds for lost (unreachable, not

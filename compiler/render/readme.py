@@ -1,4 +1,4 @@
-"""README.md of a run: what was compiled and how to run it four ways."""
+"""README.md of a run: what was compiled and the ways to run it."""
 
 from __future__ import annotations
 
@@ -10,17 +10,23 @@ from .text import markdown_code, provenance, render_template
 
 
 def _commands(plan: Plan, has_k8s: bool) -> list[tuple[str, str]]:
-    """Four ways to run the script: directly or with the planned launcher, torchrun, accelerate, Kubernetes."""
+    """Ways to run the script: directly or with the planned launcher, torchrun, accelerate, Kubernetes."""
     spec = plan.spec
     gpus = spec.resources.gpus_per_node
     planned = shlex.join(launch_argv(plan, "train.py"))
-    commands = [("With the planned launcher" if plan.derived.launcher != "python" else "Directly with Python",
-                 planned)]
-    if plan.derived.launcher == "python":
-        commands.append(("With torchrun", "torchrun --nproc-per-node 1 train.py"))
-    if spec.resources.nodes > 1:
-        commands[0] = (commands[0][0] + " (on every node, with its --node-rank and node 0's --master-addr and "
-                                        "--master-port)", planned)
+    several = plan.derived.launcher != "python"
+    on_every_node = (" (on every node, with its --node-rank and node 0's --master-addr and --master-port)"
+                     if spec.resources.nodes > 1 else "")
+    if not several:
+        commands = [("Directly with Python", planned), ("With torchrun", "torchrun --nproc-per-node 1 train.py")]
+    else:
+        torchrun = shlex.join(["torchrun", f"--nnodes={spec.resources.nodes}", f"--nproc-per-node={gpus}", "train.py"])
+        commands = [
+            ("With the planned launcher" + on_every_node, planned),
+            ("With torchrun" + on_every_node + "; the Kubernetes manifests use the launcher above because torchrun "
+             "exits 1 for any failed worker (hiding exit codes 3, 4 and 143 from the Job) and kills its workers 30 s "
+             "after SIGTERM, whatever the grace period", torchrun),
+        ]
     commands.append(("With accelerate", "accelerate launch --config_file accelerate_config.yaml train.py"))
     if spec.performance.deepspeed is not None and spec.resources.nodes == 1:
         commands.append(("With the DeepSpeed launcher", f"deepspeed --num_gpus {gpus} train.py"))

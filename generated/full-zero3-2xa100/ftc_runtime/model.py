@@ -106,6 +106,25 @@ def quantization_config(quantization: Mapping[str, Any]) -> BitsAndBytesConfig:
     )
 
 
+def _zero3_communication() -> None:
+    """Set up DeepSpeed's communication before a ZeRO-3 load partitions the weights.
+
+    Under ZeRO-3 `from_pretrained` partitions the weights through deepspeed.zero.Init, which counts
+    the processes with DeepSpeed's own communication layer. On GPUs TrainingArguments sets that up;
+    on CPU (`use_cpu`) it only starts a torch.distributed (gloo) group, so DeepSpeed counts one
+    process and rejects the batch size of a multi-process run. init_distributed adopts the group
+    that is already there (or starts one from the launcher's RANK/WORLD_SIZE variables).
+    """
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return
+    import deepspeed
+
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed()
+
+
 def load_model(plan: Mapping[str, Any], attention: str, quantize: bool = True) -> PreTrainedModel:
     """The base model in the plan's dtype with the chosen attention kernel, quantized when planned."""
     spec = plan["spec"]
@@ -123,6 +142,7 @@ def load_model(plan: Mapping[str, Any], attention: str, quantize: bool = True) -
         if torch.cuda.is_available():
             # bitsandbytes quantizes while loading onto the device; each process loads onto its own GPU.
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    _zero3_communication()
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     model.config.use_cache = False  # no KV cache while training (the smoke check turns it back on)
     LOG.info("model: %s (%s, %s%s)", source, kwargs["dtype"], attention,

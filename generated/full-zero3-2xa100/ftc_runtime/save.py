@@ -4,11 +4,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,41 @@ class SavedModel:
     adapter: bool
 
 
+@contextlib.contextmanager
+def _this_process_only() -> Iterator[None]:
+    """Load and generate in this process alone, also after a ZeRO-3 run.
+
+    While ZeRO-3 TrainingArguments exist, transformers partitions every model that from_pretrained
+    loads across all processes (deepspeed.zero.Init) and generate() synchronises with the other
+    processes at every token. Merging and the smoke generation run on the main process only, so
+    both would wait for processes that take no part (or fail once those have exited); ZeRO-3 is
+    switched off for transformers meanwhile and switched back on afterwards.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    config = reference() if reference is not None else None
+    if config is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)
+
+
 def merge_adapter(plan: Mapping[str, Any], adapter_dir: Path, merged_dir: Path) -> Path:
     """Fold the saved adapter into a fresh, unquantized copy of the base and save it.
 
     Starting again from the base in the training dtype (not the quantized weights trained on) keeps
     the merged weights free of 4/8-bit rounding; it needs CPU memory for one copy of the model.
     """
-    base = load_model(plan, attention="eager", quantize=False)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.config.use_cache = True
-    merged.save_pretrained(merged_dir)
+    with _this_process_only():
+        base = load_model(plan, attention="eager", quantize=False)
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+        merged.config.use_cache = True
+        merged.save_pretrained(merged_dir)
     LOG.info("saved the merged model to %s", merged_dir)
     del base, merged
     gc.collect()
@@ -106,18 +132,19 @@ def smoke_generate(plan: Mapping[str, Any], saved: SavedModel, data: PreparedDat
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    model, source = _load_saved(plan, saved, attention)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=_trust_remote_code(plan))
-    if torch.cuda.is_available() and getattr(model, "hf_device_map", None) is None:
-        model = model.to("cuda")
-    model.eval()
-    model.config.use_cache = True
-    device = next(model.parameters()).device
-    input_ids = torch.tensor([data.sample_prompt_ids], device=device)
-    with torch.no_grad():
-        output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                max_new_tokens=SMOKE_NEW_TOKENS, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id)
+    with _this_process_only():
+        model, source = _load_saved(plan, saved, attention)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=_trust_remote_code(plan))
+        if torch.cuda.is_available() and getattr(model, "hf_device_map", None) is None:
+            model = model.to("cuda")
+        model.eval()
+        model.config.use_cache = True
+        device = next(model.parameters()).device
+        input_ids = torch.tensor([data.sample_prompt_ids], device=device)
+        with torch.no_grad():
+            output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                    max_new_tokens=SMOKE_NEW_TOKENS, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id)
     new_tokens = output[0, input_ids.shape[1]:]
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)
     LOG.info("smoke generation from %s: %r -> %r (%d new tokens)", source,

@@ -126,9 +126,14 @@ def peft_config(plan: Mapping[str, Any], model: nn.Module) -> PeftConfig:
     raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
 
 
+def _numel(parameter: nn.Parameter) -> int:
+    """Elements of a parameter; ZeRO-3 leaves an empty placeholder and keeps the full size in ds_numel."""
+    return int(getattr(parameter, "ds_numel", parameter.numel()))
+
+
 def _log_trainable(model: nn.Module) -> None:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(_numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(_numel(p) for p in model.parameters())
     LOG.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100.0 * trainable / max(total, 1))
 
 

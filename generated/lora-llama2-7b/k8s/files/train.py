@@ -34,6 +34,7 @@ from ftc_runtime import (
     setup,
     smoke_generate,
     train,
+    upload_results,
     write_metrics,
 )
 
@@ -133,7 +134,6 @@ TRAINING_ARGUMENTS = {'activation_checkpointing': True,
  'bf16': True,
  'data_seed': 42,
  'ddp_find_unused_parameters': False,
- 'enable_jit_checkpoint': True,
  'eval_steps': 100,
  'eval_strategy': 'steps',
  'fp16': False,
@@ -176,9 +176,10 @@ def main() -> int:
     model = apply_method(PLAN, model)
     data = pack_for_model(PLAN, data, model, attention)  # when data.packing is on and safe for this model
     trainer = build_trainer(PLAN, args, model, tokenizer, data)
-    result = train(PLAN, trainer)  # resumes when resume is auto; on SIGTERM: checkpoint, exit 143
+    result = train(PLAN, trainer)  # resumes when resume is auto; SIGTERM: checkpoint, upload, exit 143
     saved = save_final(PLAN, trainer, tokenizer)
     write_metrics(PLAN, trainer, result, data, attention)
+    upload_results(trainer)  # final/, merged/, metrics: next to the checkpoints in checkpointing.storage
     del model, trainer  # free the training state before loading the saved result
     smoke_generate(PLAN, saved, data, attention)
     return 0

@@ -5,7 +5,7 @@
 Copied next to train.py as `ftc_runtime/`, so it imports only itself (relatively) and the training
 stack (torch, transformers, peft, datasets). train.py calls, in order: setup, make_training_arguments,
 load_tokenizer, choose_attention, prepare_data, load_model, apply_method, pack_for_model,
-build_trainer, train, save_final, write_metrics, smoke_generate.
+build_trainer, train, save_final, write_metrics, upload_results, smoke_generate.
 
 The names are resolved lazily (PEP 562) so that importing the package itself stays cheap: the
 compiler reads these files as package resources and must not pull in torch to do so.
@@ -35,6 +35,7 @@ _EXPORTS = {
     "setup": ".environment",
     "smoke_generate": ".save",
     "train": ".trainer",
+    "upload_results": ".sync",
     "write_metrics": ".metrics",
 }
 
@@ -57,6 +58,7 @@ __all__ = [
     "setup",
     "smoke_generate",
     "train",
+    "upload_results",
     "write_metrics",
 ]
 
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from .model import choose_attention, load_model, load_tokenizer
     from .packing import pack_for_model
     from .save import SavedModel, save_final, smoke_generate
+    from .sync import upload_results
     from .trainer import TrainResult, build_trainer, make_training_arguments, train
 
 

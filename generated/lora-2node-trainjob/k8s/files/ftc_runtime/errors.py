@@ -28,6 +28,15 @@ class EnvironmentProblem(Exception):
     exit_code = ENVIRONMENT_ERROR
 
 
+class StorageUnavailable(Exception):
+    """Remote checkpoint storage did not answer, or kept failing, for longer than the retry budget.
+
+    Exit code 1, an ordinary failure: a later attempt (the Job's next pod) may well succeed.
+    """
+
+    exit_code = 1
+
+
 def _close_process_group() -> None:
     """Tear down torch.distributed before the interpreter exits.
 
@@ -42,7 +51,7 @@ def _close_process_group() -> None:
 
 
 def exit_codes(main: F) -> F:
-    """Decorator for train.py's main: ConfigError exits 3 and EnvironmentProblem 4, with one log line.
+    """Decorator for train.py's main: ConfigError exits 3, EnvironmentProblem 4, StorageUnavailable 1; one log line.
 
     Retrying cannot fix either, so the Kubernetes Job fails at once instead of burning its retries;
     any other exception keeps its traceback and exit code 1.
@@ -52,7 +61,7 @@ def exit_codes(main: F) -> F:
     def wrapper(*args: object, **kwargs: object) -> int:
         try:
             return main(*args, **kwargs)
-        except (ConfigError, EnvironmentProblem) as error:
+        except (ConfigError, EnvironmentProblem, StorageUnavailable) as error:
             LOG.error("%s", error)
             raise SystemExit(error.exit_code) from error
         finally:

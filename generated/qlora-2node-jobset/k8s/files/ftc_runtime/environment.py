@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from transformers import set_seed
 
 from .methods import check_method
+from .storage import check_storage_backend
 
 LOG = logging.getLogger("ftc")
 
@@ -51,7 +52,7 @@ def _allow_local_mlflow_store() -> None:
 
 
 def setup(plan: Mapping[str, Any]) -> None:
-    """Log to stderr, reject impossible method settings, seed every generator, configure trackers.
+    """Log to stderr, reject impossible settings (method, storage package), seed every generator, configure trackers.
 
     wandb and MLflow are pointed at the planned project through their environment variables;
     variables already set in the environment win over the plan.
@@ -79,8 +80,6 @@ def setup(plan: Mapping[str, Any]) -> None:
         _allow_local_mlflow_store()
     if plan["derived"]["deepspeed_config"] is not None and plan["derived"]["world_size"] == 1:
         _single_process_rendezvous()
-    if spec["checkpointing"]["storage"] is not None:
-        LOG.warning("checkpointing.storage %s is not uploaded to by this version; checkpoints stay in %s",
-                    spec["checkpointing"]["storage"]["uri"], spec["output"]["dir"])
+    check_storage_backend(plan)
     LOG.info("ftc %s: %s (%s), spec sha256 %s", plan["ftc_version"], spec["metadata"]["name"],
              spec["method"]["type"], plan["spec_sha256"])
