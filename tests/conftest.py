@@ -23,6 +23,10 @@ os.environ["HF_DATASETS_CACHE"] = str(_CACHE / "datasets")
 os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("WANDB_MODE", "disabled")
+# pytest-xdist workers share the few cores: one torch thread each. With torch's default (a thread per
+# core in every worker) OpenMP threads spin-wait on each other and building the tiny model takes minutes.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # S3 clients talk only to the test's own server on loopback: fixed dummy credentials, no instance metadata.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
