@@ -74,51 +74,54 @@ def list_keys(endpoint: str, bucket: str, prefix: str = "") -> dict[str, int]:
 class CuttableProxy:
     """A TCP proxy on loopback in front of `target_port`; `cut()` makes the store unreachable until `restore()`.
 
-    While cut, the listening socket is closed (new connections are refused) and every open
-    connection is closed, as when a network path to the store goes down.
+    While cut, every open connection is closed and new ones are closed as soon as they are accepted,
+    as when the network path to the store fails. The listening socket stays open so that no other
+    process can take the port in the meantime.
     """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = free_port()
         self._lock = threading.Lock()
         self._connections: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        self.restore()
+        self._cut = False
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        with self._lock:
+            self._cut = False
 
     def cut(self) -> None:
         with self._lock:
-            listener, self._listener = self._listener, None
+            self._cut = True
             connections, self._connections = self._connections, []
-        if listener is not None:
-            listener.close()
         for connection in connections:
-            connection.close()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
+            # shutdown, not only close: it wakes the thread blocked in recv() on it and ends the TCP
+            # connection for the peer at once.
             try:
-                client, _ = listener.accept()
-            except OSError:  # closed by cut()
-                return
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the pipe thread has closed it already
+                continue
+            finally:
+                connection.close()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._listener.accept()
+            with self._lock:
+                cut = self._cut
+            if cut:
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
-                if self._listener is not listener:
-                    client.close()
-                    upstream.close()
-                    return
                 self._connections += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
