@@ -72,7 +72,7 @@ def _filesystem(uri: str, endpoint_url: str | None, region: str | None) -> Any:
         return fsspec.filesystem(scheme, skip_instance_cache=True)
     client_kwargs = {"region_name": region} if region else {}
     # Short connect timeout and few client-level attempts: the backoff here decides how long to wait.
-    config_kwargs = {"connect_timeout": 5, "read_timeout": 120, "retries": {"max_attempts": 2, "mode": "standard"}}
+    config_kwargs = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}
     return fsspec.filesystem("s3", endpoint_url=endpoint_url, client_kwargs=client_kwargs,
                              config_kwargs=config_kwargs, skip_instance_cache=True,
                              use_listings_cache=False)
