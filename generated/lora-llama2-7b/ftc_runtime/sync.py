@@ -9,6 +9,12 @@
   upload, node 0 applies the remote retention (`checkpointing.keep_last`).
 - resume_point: the newest checkpoint complete for every node, locally or remotely, agreed on by all
   processes; nodes that lack it locally download it.
+
+Several nodes: each node's main process seals and uploads the files in its own output dir, so nodes
+with separate disks each contribute their part of a checkpoint, which counts once every node's marker
+is there. On a shared filesystem every node uploads the same files (the same bytes twice). transformers
+rotates local checkpoints on the global main process only, so on separate disks the other nodes keep
+all of theirs.
 """
 
 from __future__ import annotations
