@@ -1,0 +1,29 @@
+"""The README's spec snippets are specs ftc accepts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from specs import BASE, codes, deep_merge, plan_of
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _yaml_blocks(section: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"## {section}")
+    end = text.find("\n## ", start + 1)
+    return re.findall(r"```yaml\n(.*?)```", text[start:end if end != -1 else None], flags=re.DOTALL)
+
+
+def test_the_spot_section_snippet_compiles_into_a_plan_with_remote_storage() -> None:
+    blocks = _yaml_blocks("Spot training")
+    assert len(blocks) == 1
+    fragment = yaml.safe_load(blocks[0])
+    result = plan_of(deep_merge(BASE, fragment))
+    assert result.plan is not None, codes(result)
+    checkpointing = result.plan.spec.checkpointing
+    assert checkpointing.storage is not None and checkpointing.storage.uri.startswith("s3://")
+    assert checkpointing.resume == "auto" and result.plan.spec.resources.spot
