@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ftc.runtime.checkpoints import complete_local, is_complete, latest_checkpoint, remove_torn, write_marker
+from ftc.runtime.checkpoints import complete_local, is_complete, remove_torn, write_marker
 from ftc.runtime.errors import ConfigError, StorageUnavailable
 from ftc.runtime.storage import RemoteStore, Retry
 from ftc.runtime.sync import CheckpointSync, Topology, Uploader
@@ -60,7 +60,7 @@ def test_a_checkpoint_is_complete_only_with_every_marker_and_every_file(tmp_path
     unsealed.mkdir()
     (unsealed / "trainer_state.json").write_text("{}", encoding="utf-8")
     assert sorted(complete_local(tmp_path, 1)) == [4]
-    assert latest_checkpoint(tmp_path) == one
+    assert complete_local(tmp_path, 1) == {4: one}
 
 
 def test_torn_checkpoints_are_removed_and_complete_ones_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -87,7 +87,7 @@ def test_upload_list_download_round_trip(s3_endpoint: str, tmp_path: Path) -> No
     assert list(complete) == [6] and torn == {}
     fresh = tmp_path / "new-node"
     fresh.mkdir()
-    fetched = store.download_checkpoint(6, complete[6], fresh)
+    fetched = store.download_checkpoint(6, complete[6], 1, fresh)
     assert fetched == fresh / "checkpoint-6" and is_complete(fetched, 1)
     for path in local.rglob("*"):
         if path.is_file():

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import Tiny
-from ftc.runtime.checkpoints import latest_checkpoint
+from ftc.runtime.checkpoints import complete_local
 from peft import PeftModel
 from runtime_plans import make_plan, render_train_script, run_in_process
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -198,6 +198,6 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tiny: Tiny, tmp_path: Path) ->
     # The signal comes after the runtime's own step-end check of step 2, so step 3 is the one in
     # progress: it is finished and saved, and no step is lost.
     assert trainer.state.global_step == 3
-    assert latest_checkpoint(tmp_path / "run") == tmp_path / "run" / "checkpoint-3"
+    assert complete_local(tmp_path / "run", 1) == {3: tmp_path / "run" / "checkpoint-3"}
     assert not (tmp_path / "run" / "final").exists()
     assert signal.getsignal(signal.SIGTERM) == handler

@@ -253,7 +253,7 @@ class CheckpointSync:
         if not here and self.topology.local_main:
             started = time.monotonic()
             assert self.store is not None  # only remote checkpoints are missing locally
-            self.store.download_checkpoint(step, remote[step], self.output_dir)
+            self.store.download_checkpoint(step, remote[step], nodes, self.output_dir)
             LOG.info("downloaded checkpoint-%d from %s in %.1f s", step, self.store.uri, time.monotonic() - started)
         barrier()
         source = "local" if here else f"downloaded from {self.store.url(f'checkpoint-{step}') if self.store else ''}"

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,14 +107,23 @@ def write_marker(directory: Path, step: int, node: int, nodes: int) -> Marker:
     return marker
 
 
-def read_local_markers(directory: Path) -> dict[int, Marker]:
+def read_markers(names: Iterable[str], read: Callable[[str], bytes]) -> dict[int, Marker]:
+    """The valid markers among the file names of one checkpoint, by node; `read` gets a name's bytes.
+
+    A marker counts only under its own name (node K's marker in ftc-complete.node<K>.json).
+    """
     markers = {}
-    for path in directory.glob("ftc-complete.node*.json"):
-        match = MARKER.match(path.name)
-        marker = Marker.from_json(path.read_bytes()) if match else None
+    for name in names:
+        match = MARKER.match(name)
+        marker = Marker.from_json(read(name)) if match else None
         if marker is not None and match and int(match.group(1)) == marker.node:
             markers[marker.node] = marker
     return markers
+
+
+def read_local_markers(directory: Path) -> dict[int, Marker]:
+    names = [path.name for path in directory.glob("ftc-complete.node*.json")]
+    return read_markers(names, lambda name: (directory / name).read_bytes())
 
 
 def is_complete(directory: Path, nodes: int) -> bool:
@@ -147,16 +156,6 @@ def local_checkpoints(output_dir: Path) -> dict[int, Path]:
 def complete_local(output_dir: Path, nodes: int) -> dict[int, Path]:
     """The complete checkpoints of the output dir, by step."""
     return {step: path for step, path in local_checkpoints(output_dir).items() if is_complete(path, nodes)}
-
-
-def latest_checkpoint(output_dir: str | Path, nodes: int = 1) -> Path | None:
-    """The newest complete checkpoint in the output dir.
-
-    Not transformers.trainer_utils.get_last_checkpoint: it also returns a checkpoint whose saving was
-    cut short, and resuming from that fails or silently loses state.
-    """
-    complete = complete_local(Path(output_dir), nodes)
-    return complete[max(complete)] if complete else None
 
 
 def remove_torn(output_dir: Path, nodes: int) -> list[Path]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from .checkpoints import MARKER, Marker, checkpoint_step, complete_markers, marker_name
+from .checkpoints import MARKER, Marker, checkpoint_step, complete_markers, marker_name, read_markers
 from .errors import ConfigError, EnvironmentProblem, StorageUnavailable
 
 LOG = logging.getLogger("ftc")
@@ -199,12 +199,7 @@ class RemoteStore:
                 grouped.setdefault(step, {})[rest] = size
         complete, torn = {}, {}
         for step, present in grouped.items():
-            markers = {}
-            for name in present:
-                match = MARKER.match(name)
-                marker = Marker.from_json(self.read(f"checkpoint-{step}/{name}")) if match else None
-                if marker is not None and match and int(match.group(1)) == marker.node:
-                    markers[marker.node] = marker
+            markers = read_markers(present, lambda name, step=step: self.read(f"checkpoint-{step}/{name}"))
             files = complete_markers(markers, step, nodes)
             if files is not None and all(present.get(name) == size for name, size in files.items()):
                 complete[step] = files
@@ -231,7 +226,7 @@ class RemoteStore:
         self.upload_file(marker_path, f"{prefix}/{marker_name(node)}")
         return sum(marker.files.values())
 
-    def download_checkpoint(self, step: int, files: Mapping[str, int], output_dir: Path) -> Path:
+    def download_checkpoint(self, step: int, files: Mapping[str, int], nodes: int, output_dir: Path) -> Path:
         """Fetch a complete remote checkpoint into `output_dir/checkpoint-N`, markers last.
 
         It is assembled in a hidden directory and renamed into place, so a download cut short never
@@ -241,17 +236,16 @@ class RemoteStore:
         staging = output_dir / f".download-{prefix}"
         target = output_dir / prefix
         if staging.exists():
-            _remove_tree(staging)
+            shutil.rmtree(staging)
         names = sorted(files)
-        markers = sorted(name for name in self.listing(prefix) if MARKER.match(posixpath.basename(name)))
         for name in names:
             self.download_file(f"{prefix}/{name}", staging / name)
             if (staging / name).stat().st_size != files[name]:
                 raise StorageUnavailable(f"{self.url(prefix)}/{name} changed while it was being downloaded")
-        for path in markers:
-            self.download_file(path, staging / posixpath.basename(path))
+        for node in range(nodes):
+            self.download_file(f"{prefix}/{marker_name(node)}", staging / marker_name(node))
         if target.exists():
-            _remove_tree(target)
+            shutil.rmtree(target)
         staging.rename(target)
         return target
 
@@ -299,6 +293,3 @@ class RemoteStore:
         self.write(RESULTS_MARKER, (json.dumps({"files": uploaded}, indent=1, sort_keys=True) + "\n").encode())
         return sorted(uploaded)
 
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 from transformers import set_seed
 
+from .launch import LOOPBACK, free_port
 from .methods import check_method
 from .storage import check_storage_backend
 
@@ -29,11 +29,8 @@ def _single_process_rendezvous() -> None:
     """
     if "RANK" in os.environ:
         return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_WORLD_SIZE", "1"),
-                        ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
+                        ("MASTER_ADDR", LOOPBACK), ("MASTER_PORT", str(free_port()))):
         os.environ.setdefault(name, value)
 
 
