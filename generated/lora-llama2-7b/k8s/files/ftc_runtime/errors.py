@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from .exitcodes import CONFIG_ERROR, ENVIRONMENT_ERROR
+from .exitcodes import CONFIG_ERROR, ENVIRONMENT_ERROR, TERMINATED
 
 LOG = logging.getLogger("ftc")
+INTERRUPTED = 130  # 128 + SIGINT, as train() exits after Ctrl-C
 
 F = TypeVar("F", bound=Callable[..., int])
 
@@ -43,11 +46,23 @@ def _close_process_group() -> None:
     A process group left open is destroyed during interpreter shutdown, where gloo/NCCL threads can
     abort one rank ("terminate called without an active exception") and leave the others waiting.
     """
-    import sys
-
     distributed = sys.modules.get("torch.distributed")
     if distributed is not None and distributed.is_available() and distributed.is_initialized():
         distributed.destroy_process_group()
+
+
+def _leave_at_once(code: int) -> None:
+    """After a signal stop of several processes: close the group, flush the logs, exit without teardown.
+
+    All processes stop at the same step and leave together; the C++ threads of torch.distributed
+    then race each other in the interpreter's teardown, where one process can abort ("terminate
+    called without an active exception") and turn the checkpointed stop into a failure.
+    """
+    _close_process_group()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def exit_codes(main: F) -> F:
@@ -64,6 +79,10 @@ def exit_codes(main: F) -> F:
         except (ConfigError, EnvironmentProblem, StorageUnavailable) as error:
             LOG.error("%s", error)
             raise SystemExit(error.exit_code) from error
+        except SystemExit as stop:
+            if stop.code in (TERMINATED, INTERRUPTED) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                _leave_at_once(int(stop.code))
+            raise
         finally:
             _close_process_group()
 
