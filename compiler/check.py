@@ -15,8 +15,8 @@ from .diagnostics import Diagnostic, Position, error, warning
 from .estimate import spec_only_estimate
 from .estimate.fit import NO_FIT
 from .gpus import GPUS
-from .render.k8s import kubernetes_problems
-from .render.k8s_targets import MULTI_NODE_TARGETS, TARGETS, supports
+from .k8s.rules import kubernetes_problems
+from .k8s.targets import MULTI_NODE_TARGETS, TARGETS, supports
 from .validate import sort_diagnostics
 
 
@@ -237,7 +237,7 @@ def early_stopping_needs_validation(ctx: Context) -> Iterator[Diagnostic]:
 
 @rule
 def kubernetes_output(ctx: Context) -> Iterator[Diagnostic]:
-    """E315, E350-E352 and W450-W453: what would make the Kubernetes manifests wrong (see render.k8s)."""
+    """E315, E350-E352 and W450-W453: what would make the Kubernetes manifests wrong (see k8s.rules)."""
     for diag in kubernetes_problems(ctx.spec):
         yield replace(diag, position=ctx.at(diag.pointer))
 

@@ -9,8 +9,7 @@ from .check import check
 from .datasize import count_rows
 from .diagnostics import Diagnostic, Severity, has_errors
 from .load import LoadedSpec, load_spec
-from .plan import Plan
-from .planner import make_plan
+from .plan import Plan, make_plan
 from .resolve import resolve
 from .validate import validate
 

@@ -1,4 +1,4 @@
-"""The plan: a frozen, typed, fully resolved spec.
+"""Plan: freeze the resolved spec and its derived values into a frozen, typed `Plan`.
 
 Renderers and templates read only this object. Field names mirror the JSON Schema
 (`schema/ftc.schema.json`); a test keeps the two in lockstep. Nothing here has a default:
@@ -8,11 +8,16 @@ defaults live in the schema and derived values in `ftc.resolve`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Union
+
+from . import __version__, resolve
+from .out_files import DEEPSPEED_CONFIG
 
 Targets = Union[tuple[str, ...], Literal["all-linear"]]  # noqa: UP007 - resolved at runtime by _build
 
@@ -345,3 +350,29 @@ def _build(tp: Any, value: Any) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def content_hash(spec: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the resolved spec and the ftc version.
+
+    It names the Kubernetes workload: a Job's pod template is immutable, so any change to what the
+    job would do must produce a new object.
+    """
+    canonical = json.dumps({"ftc_version": __version__, "spec": spec}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def make_plan(spec: dict[str, Any], spec_sha256: str) -> Plan:
+    """The frozen plan of a resolved, checked spec."""
+    digest = content_hash(spec)
+    derived = Derived(
+        world_size=resolve.world_size(spec),
+        global_batch_size=resolve.global_batch_size(spec),
+        peft=spec["method"]["type"] != "full",
+        launcher=resolve.launcher(spec),
+        deepspeed_config=DEEPSPEED_CONFIG if spec["performance"]["deepspeed"] is not None else None,
+        workload_name=f"{spec['metadata']['name']}-{digest[:10]}",
+        content_hash=digest,
+    )
+    return Plan(ftc_version=__version__, spec_sha256=spec_sha256, spec=_build(Spec, spec), derived=derived)

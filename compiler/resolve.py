@@ -22,7 +22,7 @@ import copy
 from typing import Any
 
 from . import spec_schema
-from .layout import LAUNCHER_SCRIPT
+from .out_files import LAUNCHER_SCRIPT
 
 PEFT_LEARNING_RATE = 3e-4
 FULL_LEARNING_RATE = 1e-5

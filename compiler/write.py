@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .layout import MANIFEST
+from .out_files import MANIFEST
 
 
 @dataclass(frozen=True)

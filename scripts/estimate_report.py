@@ -4,7 +4,7 @@
     python scripts/estimate_report.py --no-timing
     python scripts/estimate_report.py --csv other.csv
 
-Reads ../shared/data/memref-public.csv (beside the repository) unless --csv is given. Errors are
+Reads tests/data/memref-public.csv unless --csv is given. Errors are
 (estimate - measured) / measured; see docs/estimate.md for how each source's rows are run.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from ftc.estimate import memref
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CSV = ROOT.parent / "shared" / "data" / "memref-public.csv"
+DEFAULT_CSV = ROOT / "tests" / "data" / "memref-public.csv"
 RUNS = 5
 
 
@@ -59,7 +59,7 @@ def summaries(results: list[memref.Result]) -> list[str]:
 
 def timing() -> list[str]:
     """`ftc estimate` on each example, in a fresh process each time (imports included)."""
-    probe = "import sys\nfrom ftc.cli_estimate import estimate_cmd\nestimate_cmd(sys.argv[1:])\n"
+    probe = "import sys\nfrom ftc.cli.estimate_cmd import estimate_cmd\nestimate_cmd(sys.argv[1:])\n"
     lines = []
     for spec in sorted((ROOT / "examples").glob("*.yaml")):
         times = []

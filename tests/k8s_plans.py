@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from ftc import planner
+from ftc import plan as plan_stage
 from ftc.plan import Plan
 from specs import deep_merge
 
@@ -110,7 +110,7 @@ def base_spec() -> dict[str, Any]:
 def make_plan(overrides: dict[str, Any] | None = None, *, content_hash: str | None = None) -> Plan:
     """The real planner's plan of `base_spec()` with `overrides` merged in."""
     spec = deep_merge(base_spec(), overrides or {})
-    plan = planner.make_plan(spec, hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest())
+    plan = plan_stage.make_plan(spec, hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest())
     if content_hash is None:
         return plan
     derived = dataclasses.replace(plan.derived, content_hash=content_hash,

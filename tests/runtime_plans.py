@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ftc import planner
+from ftc import plan as plan_stage
 from ftc.plan import Plan
 from ftc.render.artifacts import runtime_files, train_script
 from ftc.render.configs import deepspeed_config
@@ -46,7 +46,7 @@ def make_plan(model_dir: str | Path, data_path: str | Path, output_dir: str | Pa
     }
     raw = deep_merge(raw, sections)
     sha = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
-    return planner.make_plan(resolve(raw), sha).to_dict()
+    return plan_stage.make_plan(resolve(raw), sha).to_dict()
 
 
 def render_train_script(plan: dict[str, Any], out_dir: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import Tiny
-from ftc.cli import METHODS, main
+from ftc.cli.main import METHODS, main
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -87,8 +87,8 @@ def test_compile_path_never_imports_the_training_stack(command: str, tmp_path: P
     (tmp_path / ".ftc-demo" / "tiny-llama").symlink_to(tiny.model_dir)
     probe = (
         "import sys\n"
-        "from ftc.cli import main\n"
-        "from ftc.cli_estimate import estimate_cmd\n"
+        "from ftc.cli.main import main\n"
+        "from ftc.cli.estimate_cmd import estimate_cmd\n"
         "if 'estimate' not in main.commands:\n"
         "    main.add_command(estimate_cmd, 'estimate')\n"
         "compile = ['compile', sys.argv[1], '-o', sys.argv[2]]\n"

@@ -11,7 +11,7 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
-from ftc.cli_estimate import estimate_cmd
+from ftc.cli.estimate_cmd import estimate_cmd
 from ftc.estimate import estimate, spec_only_estimate
 from ftc.estimate.fit import FITS, NO_FIT, TIGHT, status_of
 from ftc.estimate.memory import GIB

@@ -1,7 +1,7 @@
-"""The estimate against published peak-memory measurements (../shared/data/memref-public.csv), and the seed's table.
+"""The estimate against published peak-memory measurements (tests/data/memref-public.csv), and the seed's table.
 
 One model with shared constants for every row; the rows differ only in what their sources ran and
-measured (ftc.estimate.memref). The CSV lives beside the repository; the test fails if it is missing.
+measured (ftc.estimate.memref). The CSV and its provenance are in tests/data/.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from ftc.estimate.baselines import accelerate_peak, deepspeed_zero2, deepspeed_z
 from ftc.estimate.models import CATALOG
 from ftc.estimate.seed import SEED, explain
 
-CSV = Path(__file__).resolve().parents[2] / "shared/data/memref-public.csv"
+CSV = Path(__file__).resolve().parent / "data" / "memref-public.csv"
 
 
 @pytest.fixture(scope="module")
 def results() -> list[memref.Result]:
-    assert CSV.is_file(), f"{CSV} is missing: the accuracy test needs shared/ beside the repository"
+    assert CSV.is_file(), f"{CSV} is missing: see tests/data/README.md"
     return memref.evaluate(memref.read_rows(CSV))
 
 

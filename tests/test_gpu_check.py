@@ -42,8 +42,8 @@ def test_each_case_is_a_plan_ftc_compiles_with_the_stated_settings(case: str, tm
 
 
 def test_the_7b_shape_has_llama2_7b_parameter_count() -> None:
+    from ftc.cli.preflight import parameter_counts
     from ftc.plan import Architecture
-    from ftc.preflight import parameter_counts
 
     shape = _gpu_check().SHAPES["llama2-7b"]
     arch = Architecture(shape["hidden_size"], shape["num_hidden_layers"], shape["num_attention_heads"],

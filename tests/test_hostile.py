@@ -24,8 +24,8 @@ import pytest
 import yaml
 from artifact_cases import ROOT, script_literals
 from ftc.diagnostics import pointer_join
+from ftc.k8s.layout import absolute_path
 from ftc.pipeline import Compiled, compile_spec
-from ftc.render.k8s_layout import absolute_path
 from markdown_it import MarkdownIt
 from test_k8s import k8s_expand
 from test_k8s import validate as validate_k8s

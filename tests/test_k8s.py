@@ -18,10 +18,11 @@ import kubernetes_validate
 import pytest
 import yaml
 from ftc import exitcodes
+from ftc.k8s import job as k8s_job
+from ftc.k8s import layout
+from ftc.k8s.manifests import configmap_items, kubernetes_problems, render_kubernetes
 from ftc.plan import Plan
-from ftc.render import k8s_job, yamlio
-from ftc.render import k8s_layout as layout
-from ftc.render.k8s import configmap_items, kubernetes_problems, render_kubernetes
+from ftc.render import yamlio
 from ftc.render.launch import launch_argv
 from ftc.render.text import comment_header
 from k8s_plans import CASES, HOSTILE, VERSIONS, make_bundle, make_plan
@@ -527,7 +528,7 @@ def test_rendering_does_not_depend_on_hash_seed() -> None:
     script = (
         "import sys, json, hashlib; sys.path.insert(0, sys.argv[1])\n"
         "from k8s_plans import CASES, make_plan, make_bundle\n"
-        "from ftc.render.k8s import render_kubernetes\n"
+        "from ftc.k8s.manifests import render_kubernetes\n"
         "plans = {n: make_plan(o) for n, o in CASES.items()}\n"
         "out = {n: render_kubernetes(p, make_bundle(p)) for n, p in plans.items()}\n"
         "print(hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest())\n"

@@ -1,6 +1,6 @@
 """Every Kubernetes target on every version it supports: built with the real kustomize, validated strictly
 (core kinds with the Kubernetes schemas of the version, custom resources with ftc's schemas and with the
-upstream CRDs in ../shared/crds as an independent oracle), and checked for the invariants a multi-node
+upstream CRDs in tests/data/upstream_crds as an independent oracle), and checked for the invariants a multi-node
 training run depends on. Also: the version floors of the check stage, `validate_kubernetes`, and a
 two-node indexed-job whose launch command trains the tiny model with two launcher node processes."""
 
@@ -24,11 +24,11 @@ import pytest
 import yaml
 from conftest import Tiny
 from ftc import exitcodes
-from ftc.k8s_validate import validate_documents, validate_kubernetes
+from ftc.k8s import layout
+from ftc.k8s.manifests import render_kubernetes
+from ftc.k8s.validate import validate_documents, validate_kubernetes
 from ftc.plan import Plan
-from ftc.render import k8s_layout as layout
 from ftc.render.artifacts import render
-from ftc.render.k8s import render_kubernetes
 from k8s_plans import make_bundle, make_plan
 from runtime_plans import make_plan as make_runtime_plan
 from specs import codes, plan_of, spec
@@ -36,7 +36,7 @@ from test_k8s import k8s_expand, kustomize
 from test_k8s import validate as validate_core
 
 ROOT = Path(__file__).resolve().parents[1]
-UPSTREAM_CRDS = Path(__file__).resolve().parents[2] / "shared/crds"
+UPSTREAM_CRDS = Path(__file__).resolve().parent / "data" / "upstream_crds"
 VERSIONS = ("1.25", "1.28", "1.31", "1.32")
 ALL_VERSIONS = ("1.25", "1.26", "1.27", "1.28", "1.29", "1.30", "1.31", "1.32")
 # The oldest version each target runs on (see the README and ftc.render.k8s_targets).
@@ -79,7 +79,7 @@ def _strict(node: Any) -> Any:
 @functools.cache
 def upstream_validator(kind: str) -> jsonschema.Draft7Validator:
     path = UPSTREAM_CRDS / CRD_KINDS[kind]
-    assert path.is_file(), f"the upstream CRD {path} is missing: the tests need ../shared/crds"
+    assert path.is_file(), f"the upstream CRD {path} is missing: see tests/data/README.md"
     crd = yaml.safe_load(path.read_text(encoding="utf-8"))
     (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
     return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))

@@ -24,9 +24,9 @@ import pytest
 import yaml
 from conftest import Tiny
 from ftc import exitcodes
+from ftc.k8s import layout
 from ftc.pipeline import compile_spec
 from ftc.plan import Plan
-from ftc.render import k8s_layout as layout
 from ftc.render.launch import launch_argv
 from ftc.runtime import exitcodes as runtime_exitcodes
 from ftc.runtime import launch

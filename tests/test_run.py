@@ -19,12 +19,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import Tiny
-from ftc import preflight
-from ftc.cli_run import run_cmd
+from ftc.cli import preflight
+from ftc.cli.preflight import GIB, Check, Gpu, Machine
+from ftc.cli.run import command, exit_status, launch, prepare
+from ftc.cli.run_cmd import run_cmd
 from ftc.exitcodes import ENVIRONMENT_ERROR
 from ftc.plan import Architecture, Plan
-from ftc.preflight import GIB, Check, Gpu, Machine
-from ftc.run import command, exit_status, launch, prepare
 from ftc.runtime.checkpoints import is_complete
 from ftc.write import write_output
 from runtime_plans import make_plan
@@ -307,7 +307,7 @@ def test_spec_errors_and_bad_targets_exit_1_or_2(tmp_path: Path) -> None:
 def test_help_has_examples_and_importing_the_command_stays_light() -> None:
     code, out, _ = _cli("--help")
     assert code == 0 and "ftc run spec.yaml --dry-run" in out.split("Examples:")[-1]
-    probe = subprocess.run([sys.executable, "-c", "import sys, ftc.cli_run; print('torch' in sys.modules)"],
+    probe = subprocess.run([sys.executable, "-c", "import sys, ftc.cli.run_cmd; print('torch' in sys.modules)"],
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "False", probe.stderr
 
@@ -340,7 +340,7 @@ def _wait_for(path: Path, process: subprocess.Popen[str], seconds: float) -> Non
 def test_launch_forwards_signals_and_passes_the_exit_code_through(tmp_path: Path, signum: int) -> None:
     marker = tmp_path / "child.txt"
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from ftc.run import launch; "
+        [sys.executable, "-c", "import sys; from ftc.cli.run import launch; "
          "sys.exit(launch([sys.executable, '-c', sys.argv[1], sys.argv[2]]))", CHILD, str(marker)],
         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for(marker.with_suffix(".ready"), parent, 30)
@@ -363,7 +363,7 @@ def _env() -> dict[str, str]:
 @pytest.mark.slow
 def test_ftc_run_trains_the_tiny_model_on_cpu(tiny: Tiny, tmp_path: Path) -> None:
     spec = _spec_file(tmp_path, tiny)
-    result = subprocess.run([sys.executable, "-m", "ftc.cli_run", spec.name], cwd=tmp_path, env=_env(),
+    result = subprocess.run([sys.executable, "-m", "ftc.cli.run_cmd", spec.name], cwd=tmp_path, env=_env(),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "compiled tiny-run.yaml into .ftc/run/tiny-run" in result.stderr
@@ -377,7 +377,7 @@ def test_ftc_run_trains_the_tiny_model_on_cpu(tiny: Tiny, tmp_path: Path) -> Non
 def test_sigterm_to_ftc_run_reaches_training_which_saves_and_exits_143(tiny: Tiny, tmp_path: Path) -> None:
     spec = _spec_file(tmp_path, tiny, name="long", data={"validation": None},
                       training={"max_steps": 100_000, "micro_batch_size": 2, "early_stopping": None})
-    run = subprocess.Popen([sys.executable, "-m", "ftc.cli_run", spec.name], cwd=tmp_path, env=_env(),
+    run = subprocess.Popen([sys.executable, "-m", "ftc.cli.run_cmd", spec.name], cwd=tmp_path, env=_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(tmp_path / "out" / "checkpoint-2" / "trainer_state.json", run, 480)

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ftc.layout import MANIFEST
+from ftc.out_files import MANIFEST
 from ftc.write import drift, write_output
 
 

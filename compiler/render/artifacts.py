@@ -6,10 +6,10 @@ import hashlib
 from importlib import resources
 
 from ..estimate import report as estimate_report
-from ..layout import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT
+from ..k8s.manifests import render_kubernetes
+from ..out_files import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT
 from ..plan import Plan
 from . import configs, requirements
-from .k8s import render_kubernetes
 from .readme import readme
 from .text import comment_header, json_text, python_literal, render_template
 from .trainer_args import training_arguments

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from ..layout import LAUNCHER_SCRIPT
+from ..out_files import LAUNCHER_SCRIPT
 from ..plan import Plan
 
 LAUNCHERS = ("python", LAUNCHER_SCRIPT)  # the values of `derived.launcher`

@@ -1,6 +1,6 @@
 """The training pod's layout and metadata rules: paths, fixed environment, labels, spot placement.
 
-Shared by the Kubernetes renderer (`k8s`, `k8s_job`) and by `k8s.kubernetes_problems`, which reports
+Shared by the Kubernetes builders (`manifests`, `job`, `pod`, ...) and by `rules.kubernetes_problems`, which reports
 the spec values that would break these rules.
 
 Filesystem of the trainer container (the root filesystem is read-only, so every path a training

@@ -11,8 +11,8 @@ import sys
 
 import click
 
-from .diagnostics import Diagnostic, error
-from .gpus import GPUS
+from ..diagnostics import Diagnostic, error
+from ..gpus import GPUS
 
 EXIT_SPEC = 1
 
@@ -43,10 +43,10 @@ def estimate_cmd(spec: str, as_json: bool, gpu: str | None, prices_path: str | N
     built-in catalog; the data size from a local .jsonl/.json training file, else data.num_examples.
     Nothing is downloaded. Formulas and assumptions: docs/estimate.md.
     """
-    from .estimate import ArchitectureError, PriceError, estimate, load_prices
-    from .estimate.report import to_json, to_text
-    from .load import load_spec
-    from .pipeline import plan_spec
+    from ..estimate import ArchitectureError, PriceError, estimate, load_prices
+    from ..estimate.report import to_json, to_text
+    from ..load import load_spec
+    from ..pipeline import plan_spec
 
     prices = None
     if prices_path is not None:

@@ -45,11 +45,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..plan import Plan
-from . import k8s_layout as layout
-from .k8s_identity import service_account_name
-from .k8s_pod import container, pod_metadata, pod_spec, workload_labels
-from .k8s_targets import JOBSET_REPLICATED_JOB, PYTORCHJOB_CONTAINER, TARGETS, TRAINJOB_CONTAINER
-from .launch import Rendezvous, launch_argv
+from ..render.launch import Rendezvous, launch_argv
+from . import layout
+from .identity import service_account_name
+from .pod import container, pod_metadata, pod_spec, workload_labels
+from .targets import JOBSET_REPLICATED_JOB, PYTORCHJOB_CONTAINER, TARGETS, TRAINJOB_CONTAINER
 
 PYTORCHJOB_PORT = 23456  # the Training Operator's default master port
 PYTORCHJOB_PORT_NAME = "pytorchjob-port"

@@ -25,10 +25,10 @@ from typing import Any
 
 from .. import exitcodes
 from ..plan import Plan
-from . import k8s_layout as layout
-from .k8s_pod import pod_metadata, pod_spec, workload_labels
-from .k8s_targets import JOBSET_REPLICATED_JOB, TARGETS
-from .launch import Rendezvous, launch_argv
+from ..render.launch import Rendezvous, launch_argv
+from . import layout
+from .pod import pod_metadata, pod_spec, workload_labels
+from .targets import JOBSET_REPLICATED_JOB, TARGETS
 
 MAX_RESTARTS = 3
 DISRUPTION_RULE = "RestartOnDisruption"

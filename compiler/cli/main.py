@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .diagnostics import Diagnostic, dumps
+from .. import __version__
+from ..diagnostics import Diagnostic, dumps
 
 EXIT_SPEC = 1
 EXIT_USAGE = 2
@@ -54,8 +54,8 @@ Examples:
 @click.option("--force", is_flag=True, help="Overwrite hand-edited or foreign files in the output directory.")
 def compile_cmd(spec: str, out: str, check: bool, strict: bool, force: bool) -> None:
     """Compile SPEC into the output directory."""
-    from .pipeline import compile_spec
-    from .write import drift, write_output
+    from ..pipeline import compile_spec
+    from ..write import drift, write_output
 
     result = compile_spec(spec, strict=strict)
     _report(result.diagnostics, spec)
@@ -94,13 +94,13 @@ Examples:
               help="Also build the Kubernetes manifests (kubectl kustomize) and validate every document strictly.")
 def validate_cmd(spec: str, strict: bool, as_json: bool, k8s: bool) -> None:
     """Check SPEC: schema, cross-field rules and best-practice lints, all reported at once."""
-    from .load import load_spec
-    from .pipeline import plan_spec
+    from ..load import load_spec
+    from ..pipeline import plan_spec
 
     result = plan_spec(load_spec(spec), strict=strict)
     diagnostics = list(result.diagnostics)
     if k8s and result.plan is not None:
-        from .k8s_validate import validate_kubernetes
+        from ..k8s_validate import validate_kubernetes
 
         diagnostics += validate_kubernetes(result.plan)
     ok = not any(d.is_error for d in diagnostics)
@@ -122,7 +122,7 @@ Examples:
 """)
 def schema_cmd() -> None:
     """Print the JSON Schema of the spec (Draft 2020-12)."""
-    from .spec_schema import schema_text
+    from ..spec_schema import schema_text
 
     click.echo(schema_text(), nl=False)
 
@@ -157,8 +157,8 @@ def init_cmd(method: str, name: str, out: str | None) -> None:
 def _register() -> None:
     # Commands whose code lives in their own modules (they import more than the compile path needs,
     # and only when they run).
-    from .cli_estimate import estimate_cmd
-    from .cli_run import run_cmd
+    from .estimate_cmd import estimate_cmd
+    from .run_cmd import run_cmd
 
     main.add_command(estimate_cmd, "estimate")
     main.add_command(run_cmd, "run")

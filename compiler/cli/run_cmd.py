@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from .exitcodes import ENVIRONMENT_ERROR
+from ..exitcodes import ENVIRONMENT_ERROR
 
 EXIT_SPEC = 1
 
@@ -40,9 +40,9 @@ def run_cmd(target: str, out: str | None, dry_run: bool, strict: bool, force: bo
     ftc_runtime/launch.py for several GPUs, as on Kubernetes); SIGINT and SIGTERM are passed on to it
     and its exit code becomes ftc's.
     """
+    from ..write import write_output
     from . import preflight
     from .run import command, launch, prepare
-    from .write import write_output
 
     prepared = prepare(target, out, strict=strict)
     for diagnostic in prepared.diagnostics:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import k8s_layout as layout
+from . import layout
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .plan import Architecture, Plan
+from ..plan import Architecture, Plan
 
 Level = Literal["ok", "note", "fail"]
 
@@ -192,7 +192,7 @@ def estimated_need(plan: Plan, arch: Architecture | None) -> tuple[int | None, s
     model (it knows common Hub models by name and reads local config.json files); else the rough
     rule of `memory_need` on the shape `probe` found.
     """
-    from .estimate import EstimateError, estimate
+    from ..estimate import EstimateError, estimate
 
     try:
         return int(estimate(plan.to_dict()["spec"], local_files=True).memory.device_peak), "ftc estimate"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from . import spec_schema
-from .render.text import render_template
+from .. import spec_schema
+from ..render.text import render_template
 
 _LORA = ("lora", "qlora", "dora")
 _PROMPT = ("prompt_tuning", "p_tuning", "prefix_tuning")

@@ -29,7 +29,7 @@ Choices that are not obvious from the API reference:
   and off by default in 1.28, where the API server drops it (a permanent GitOps diff), so it is only
   written from 1.29, where it is beta and on. With a podFailurePolicy, `Failed` is also what the Job
   controller does by default.
-- The pod itself (command, security context, volumes, scheduling) is `k8s_pod`'s.
+- The pod itself (command, security context, volumes, scheduling) is `pod`'s.
 
 `indexed-job` on several nodes (plain Kubernetes, no operator):
 
@@ -56,10 +56,10 @@ from typing import Any
 
 from .. import exitcodes
 from ..plan import Plan
-from . import k8s_layout as layout
-from .k8s_pod import pod_metadata, pod_spec, workload_labels
-from .k8s_targets import minor
-from .launch import Rendezvous, launch_argv
+from ..render.launch import Rendezvous, launch_argv
+from . import layout
+from .pod import pod_metadata, pod_spec, workload_labels
+from .targets import minor
 
 BACKOFF_LIMIT = 3
 FAIL_FAST_EXIT_CODES = tuple(sorted({exitcodes.CONFIG_ERROR, exitcodes.ENVIRONMENT_ERROR}))

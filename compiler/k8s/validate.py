@@ -31,9 +31,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from .diagnostics import Diagnostic, error
-from .layout import PLAN
-from .plan import Plan
+from ..diagnostics import Diagnostic, error
+from ..out_files import PLAN
+from ..plan import Plan
 
 CORE_KINDS = {("v1", "ConfigMap"), ("v1", "Service"), ("v1", "ServiceAccount"), ("batch/v1", "Job")}
 CRD_SCHEMAS = {
@@ -159,7 +159,7 @@ def build_manifests(k8s_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def _files_of(plan_or_files: Plan | Mapping[str, str] | str | os.PathLike[str]) -> tuple[dict[str, str], str | None]:
     """(rendered files relative to out/, Kubernetes version from the plan) of any accepted input."""
     if isinstance(plan_or_files, Plan):
-        from .render.artifacts import render
+        from ..render.artifacts import render
 
         k8s = plan_or_files.spec.kubernetes
         return render(plan_or_files), None if k8s is None else k8s.version

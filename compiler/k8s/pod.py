@@ -1,4 +1,4 @@
-"""The training pod every Kubernetes target runs, built as data (see `k8s_layout` for its filesystem).
+"""The training pod every Kubernetes target runs, built as data (see `layout` for its filesystem).
 
 Choices that are not obvious from the API reference:
 
@@ -6,19 +6,19 @@ Choices that are not obvious from the API reference:
   when the pod is stopped, and its exit code is the container's. As PID 1 it must install a SIGTERM
   handler for the signal to have any effect (the kernel drops signals PID 1 does not handle). The only
   `$(VAR)` references allowed in the command are the node rank of a multi-node rendezvous
-  (`k8s_layout.COMMAND_REFS`), which the kubelet expands.
+  (`layout.COMMAND_REFS`), which the kubelet expands.
 - Plain `kubernetes.env` values are literal: Kubernetes would expand `$(VAR)` references in them, so
   every `$` is written as `$$`, which Kubernetes turns back into `$`; the container sees the spec's
   string exactly. Secrets are only ever referenced (`secretKeyRef`), never copied.
 - The restricted Pod Security Standard is met: non-root uid/gid 1000, RuntimeDefault seccomp, no
-  privilege escalation, all capabilities dropped, read-only root filesystem (see `k8s_layout` for
+  privilege escalation, all capabilities dropped, read-only root filesystem (see `layout` for
   the volumes that make training work with it). `automountServiceAccountToken` is off unless a
   service account is used (one bound to a cloud identity needs its token); service links are off,
   since they only add environment variables to the container.
 - `terminationGracePeriodSeconds` is `kubernetes.grace_period_seconds`: the time the runtime has to
-  save a checkpoint after SIGTERM, less the launcher's exit (`k8s_layout.save_budget_seconds`; neither
+  save a checkpoint after SIGTERM, less the launcher's exit (`layout.save_budget_seconds`; neither
   python nor ftc_runtime/launch.py sets a deadline of its own). The check stage warns below
-  `k8s_layout.MIN_GRACE_PERIOD_SECONDS`.
+  `layout.MIN_GRACE_PERIOD_SECONDS`.
 - Scheduling: a toleration for the `nvidia.com/gpu` taint always; spot node selector, tolerations and
   autoscaler annotations of `kubernetes.spot_provider`; a required node affinity for the GPU model
   (`kubernetes.gpu_product_label`); optional lower tolerationSeconds for lost (unreachable, not
@@ -32,8 +32,8 @@ from typing import Any
 
 from ..gpus import gpu_product_values
 from ..plan import Plan, Toleration
-from . import k8s_layout as layout
-from .k8s_identity import pod_identity_labels, service_account_name
+from . import layout
+from .identity import pod_identity_labels, service_account_name
 
 FILES_VOLUME = "ftc-files"
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -6,7 +6,7 @@ The launcher is the one the Kubernetes manifests use (`python train.py`, or the 
 - A spec is compiled into the output directory (default `.ftc/run/<metadata.name>` under the working
   directory) unless that directory is already up to date (the `ftc compile --check` comparison); an
   output directory holding a plan.json is used as it is.
-- The checks of `ftc.preflight` run before anything is launched and are reported all at once.
+- The checks of `ftc.cli.preflight` run before anything is launched and are reported all at once.
 - train.py runs in the working directory `ftc run` was started from (relative paths in a spec
   resolve against it), as a child in its own session, so that a Ctrl-C reaches it once, through
   `ftc run`: SIGINT and SIGTERM sent to `ftc run` are forwarded to the child, and `ftc run` exits with
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from .diagnostics import Diagnostic
-from .layout import LAUNCHER_SCRIPT, PLAN, TRAIN_SCRIPT
-from .plan import Plan
-from .render.launch import LAUNCHERS, launch_argv
+from ..diagnostics import Diagnostic
+from ..out_files import LAUNCHER_SCRIPT, PLAN, TRAIN_SCRIPT
+from ..plan import Plan
+from ..render.launch import LAUNCHERS, launch_argv
 
 RUN_ROOT = Path(".ftc") / "run"
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -73,8 +73,8 @@ def _from_out_dir(directory: Path) -> Prepared:
 def prepare(target: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
             strict: bool = False) -> Prepared:
     """Compile `target` (a spec) or read `target` (an output directory); writes nothing."""
-    from .pipeline import compile_spec
-    from .write import drift
+    from ..pipeline import compile_spec
+    from ..write import drift
 
     path = Path(target)
     if path.is_dir():
