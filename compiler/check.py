@@ -17,6 +17,7 @@ from .estimate.fit import NO_FIT
 from .gpus import GPUS
 from .k8s.rules import kubernetes_problems
 from .k8s.targets import MULTI_NODE_TARGETS, TARGETS, supports
+from .runtime.method_traits import LORA_METHODS, PROMPT_METHODS, adds_virtual_tokens
 from .validate import sort_diagnostics
 
 
@@ -152,10 +153,10 @@ def quantization_needs_peft(ctx: Context) -> Iterator[Diagnostic]:
 def method_blocks(ctx: Context) -> Iterator[Diagnostic]:
     method = ctx.spec["method"]
     kind = method["type"]
-    if method["lora"] is not None and kind not in resolve.LORA_METHODS:
+    if method["lora"] is not None and kind not in LORA_METHODS:
         yield _e(ctx, "E308", "/method/lora", f"method.lora is set but method.type is '{kind}'",
                  "remove method.lora or use lora, qlora or dora")
-    if method["prompt"] is not None and kind not in resolve.PROMPT_METHODS:
+    if method["prompt"] is not None and kind not in PROMPT_METHODS:
         yield _e(ctx, "E308", "/method/prompt", f"method.prompt is set but method.type is '{kind}'",
                  "remove method.prompt or use prompt_tuning, p_tuning or prefix_tuning")
     if method["adapter"] is not None and kind != "adapter":
@@ -174,9 +175,8 @@ def method_runtime_limits(ctx: Context) -> Iterator[Diagnostic]:
         yield _e(ctx, "E317", "/training/gradient_checkpointing",
                  "prefix_tuning cannot train with gradient checkpointing (transformers drops the prefix "
                  "key/value cache when recomputing activations)", "set training.gradient_checkpointing: false")
-    soft_prompt = kind in resolve.PROMPT_METHODS or (
-        kind == "adapter" and method["adapter"] is not None and method["adapter"]["kind"] == "llama_adapter")
-    if soft_prompt and ctx.spec["output"]["save"] != "adapter":
+    adapter_kind = method["adapter"]["kind"] if method["adapter"] is not None else None
+    if adds_virtual_tokens(kind, adapter_kind) and ctx.spec["output"]["save"] != "adapter":
         yield _e(ctx, "E318", "/output/save",
                  f"{kind if kind != 'adapter' else 'llama_adapter'} adds virtual tokens and cannot be merged "
                  "into the base weights", "set output.save: adapter")

@@ -3,8 +3,8 @@
 Schema defaults are applied first (they are declared only in `schema/ftc.schema.json`); then the
 values that depend on other fields are derived here and documented in the schema's descriptions:
 
-- `training.learning_rate` null → 3e-4 for PEFT methods, 1e-5 for full fine-tuning (the seed's
-  best practice);
+- `training.learning_rate` null → the method's default (`method_traits`: 3e-4 for PEFT methods,
+  1e-5 for full fine-tuning);
 - `method.lora` null → LoRA defaults for `lora`, `qlora` and `dora`;
 - `method.quantization` null with `qlora` → 4-bit nf4 with double quantization;
   `quantization.compute_dtype` null → `training.precision`;
@@ -23,11 +23,7 @@ from typing import Any
 
 from . import spec_schema
 from .out_files import LAUNCHER_SCRIPT
-
-PEFT_LEARNING_RATE = 3e-4
-FULL_LEARNING_RATE = 1e-5
-LORA_METHODS = frozenset({"lora", "qlora", "dora"})
-PROMPT_METHODS = frozenset({"prompt_tuning", "p_tuning", "prefix_tuning"})
+from .runtime.method_traits import LORA_METHODS, METHODS, PROMPT_METHODS
 
 
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +45,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
 
     training = spec["training"]
     if training["learning_rate"] is None:
-        training["learning_rate"] = FULL_LEARNING_RATE if kind == "full" else PEFT_LEARNING_RATE
+        training["learning_rate"] = METHODS[kind].default_learning_rate
     training["learning_rate"] = float(training["learning_rate"])
 
     data = spec["data"]

@@ -17,7 +17,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from ftc import exitcodes
 from ftc.k8s import job as k8s_job
 from ftc.k8s import layout
 from ftc.k8s.manifests import configmap_items, kubernetes_problems, render_kubernetes
@@ -25,6 +24,7 @@ from ftc.plan import Plan
 from ftc.render import yamlio
 from ftc.render.launch import launch_argv
 from ftc.render.text import comment_header
+from ftc.runtime import exitcodes
 from k8s_plans import CASES, HOSTILE, VERSIONS, make_bundle, make_plan
 
 KUBECTL = shutil.which("kubectl")

@@ -23,12 +23,12 @@ import jsonschema
 import pytest
 import yaml
 from conftest import Tiny
-from ftc import exitcodes
 from ftc.k8s import layout
 from ftc.k8s.manifests import render_kubernetes
 from ftc.k8s.validate import validate_documents, validate_kubernetes
 from ftc.plan import Plan
 from ftc.render.artifacts import render
+from ftc.runtime import exitcodes
 from k8s_plans import make_bundle, make_plan
 from runtime_plans import make_plan as make_runtime_plan
 from specs import codes, plan_of, spec

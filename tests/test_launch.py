@@ -23,13 +23,12 @@ from typing import Any
 import pytest
 import yaml
 from conftest import Tiny
-from ftc import exitcodes
 from ftc.k8s import layout
 from ftc.pipeline import compile_spec
 from ftc.plan import Plan
 from ftc.render.launch import launch_argv
+from ftc.runtime import exitcodes, launch
 from ftc.runtime import exitcodes as runtime_exitcodes
-from ftc.runtime import launch
 from runtime_plans import ROOT, make_plan, render_train_script
 
 LAUNCHER = ROOT / "compiler" / "runtime" / "launch.py"

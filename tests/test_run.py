@@ -23,9 +23,9 @@ from ftc.cli import preflight
 from ftc.cli.preflight import GIB, Check, Gpu, Machine
 from ftc.cli.run import command, exit_status, launch, prepare
 from ftc.cli.run_cmd import run_cmd
-from ftc.exitcodes import ENVIRONMENT_ERROR
 from ftc.plan import Architecture, Plan
 from ftc.runtime.checkpoints import is_complete
+from ftc.runtime.exitcodes import ENVIRONMENT_ERROR
 from ftc.write import write_output
 from runtime_plans import make_plan
 from specs import deep_merge

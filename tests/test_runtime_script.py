@@ -90,11 +90,6 @@ def test_importing_the_runtime_package_does_not_load_the_training_stack() -> Non
     assert result.stdout.split() == ["False", "True"]
 
 
-def test_exit_codes_match_the_compiler() -> None:
-    copy = (ROOT / "compiler" / "runtime" / "exitcodes.py").read_text(encoding="utf-8")
-    assert copy == (ROOT / "compiler" / "exitcodes.py").read_text(encoding="utf-8")
-
-
 @pytest.mark.slow
 def test_single_gpu_deepspeed_runs_under_plain_python(tiny: Tiny, tmp_path: Path) -> None:
     """One DeepSpeed process needs no launcher: the runtime sets up a loopback rendezvous itself."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import Tiny
-from ftc import exitcodes
+from ftc.runtime import exitcodes
 from ftc.runtime.checkpoints import is_complete, marker_name
 from runtime_plans import make_plan, render_train_script
 from s3_server import CuttableProxy, list_keys, new_bucket, s3_client

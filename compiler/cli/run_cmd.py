@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from ..exitcodes import ENVIRONMENT_ERROR
+from ..runtime.exitcodes import ENVIRONMENT_ERROR
 
 EXIT_SPEC = 1
 

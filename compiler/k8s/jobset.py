@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import exitcodes
 from ..plan import Plan
 from ..render.launch import Rendezvous, launch_argv
+from ..runtime import exitcodes
 from . import layout
 from .pod import pod_metadata, pod_spec, workload_labels
 from .targets import JOBSET_REPLICATED_JOB, TARGETS

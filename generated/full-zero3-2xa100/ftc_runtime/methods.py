@@ -26,24 +26,24 @@ from peft import (
 )
 from torch import nn
 
+from . import method_traits
 from .errors import ConfigError
+from .method_traits import ADAPTER_KINDS, LORA_METHODS, METHOD_NAMES, PROMPT_METHODS
 
 LOG = logging.getLogger("ftc")
 
-LORA_METHODS = frozenset({"lora", "qlora", "dora"})
-PROMPT_METHODS = frozenset({"prompt_tuning", "p_tuning", "prefix_tuning"})
-ADAPTER_KINDS = frozenset({"ia3", "loha", "lokr", "llama_adapter"})
+def _adapter_kind(method: Mapping[str, Any]) -> str | None:
+    return method["adapter"]["kind"] if method["adapter"] is not None else None
 
 
 def adds_virtual_tokens(method: Mapping[str, Any]) -> bool:
-    """Methods that prepend trainable tokens to every row (prompt learning and LLaMA-Adapter)."""
-    return method["type"] in PROMPT_METHODS or (
-        method["type"] == "adapter" and method["adapter"]["kind"] == "llama_adapter")
+    """Methods that prepend trainable tokens to every row (see `method_traits.adds_virtual_tokens`)."""
+    return method_traits.adds_virtual_tokens(method["type"], _adapter_kind(method))
 
 
 def can_merge(method: Mapping[str, Any]) -> bool:
     """Whether the adapter can be folded into the base weights (`output.save: merged`)."""
-    return method["type"] != "full" and not adds_virtual_tokens(method)
+    return method_traits.can_merge(method["type"], _adapter_kind(method))
 
 
 def _targets(value: Any) -> Any:
@@ -142,7 +142,7 @@ def check_method(plan: Mapping[str, Any]) -> None:
     spec = plan["spec"]
     method = spec["method"]
     kind = method["type"]
-    if kind not in LORA_METHODS | PROMPT_METHODS | {"full", "adapter"}:
+    if kind not in METHOD_NAMES:
         raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
     if kind == "adapter" and (method["adapter"] is None or method["adapter"]["kind"] not in ADAPTER_KINDS):
         raise ConfigError(f"method.type adapter needs method.adapter.kind, one of {sorted(ADAPTER_KINDS)}")

@@ -2,8 +2,9 @@
 # Do not edit: change the spec and run `ftc compile`.
 """Exit codes of the generated train.py, shared by the runtime and the Kubernetes podFailurePolicy.
 
-Kept free of imports so the compile path can read them; the runtime carries its own copy
-(`ftc_runtime/exitcodes.py`) that a test keeps identical.
+The one home of these numbers: bundled into out/ as `ftc_runtime/exitcodes.py` for train.py and the
+launcher, and imported by the compiler (as `ftc.runtime.exitcodes`) for the manifests. Kept free of
+imports so the compile path can read it without the training stack.
 """
 
 OK = 0
