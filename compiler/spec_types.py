@@ -582,7 +582,7 @@ class Kubernetes:
 @dataclass(frozen=True)
 class Spec:
     """One fine-tuning job for an LLM, compiled by `ftc compile` into train.py, DeepSpeed and accelerate configs and
-    Kubernetes manifests. Defaults are declared here and nowhere else."""
+    Kubernetes manifests. Defaults are declared in this schema and nowhere else."""
 
     apiVersion: str  # noqa: N815 - the spec's own key
     """Spec format version. Always `ftc/v1`."""

@@ -69,28 +69,6 @@ def test_every_property_is_documented_with_an_example() -> None:
             assert prop.get("examples"), f"{path} has no example"
 
 
-def _required_and_optional(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, bool, dict[str, Any]]]:
-    for obj_path, obj in [(path, node), *_objects_below(node, path)]:
-        required = set(obj.get("required", []))
-        for key, prop in obj["properties"].items():
-            yield f"{obj_path}/{key}", key in required, prop
-
-
-def _objects_below(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for key, prop in node.get("properties", {}).items():
-        for sub, sub_path in ((prop, f"{path}/{key}"), (prop.get("items"), f"{path}/{key}/items"),
-                              (prop.get("additionalProperties"), f"{path}/{key}/*")):
-            if isinstance(sub, dict) and "properties" in sub:
-                yield sub_path, sub
-                yield from _objects_below(sub, sub_path)
-
-
-def test_a_property_is_either_required_or_has_a_default() -> None:
-    """What a spec leaves out is filled from the schema's default, so only required fields lack one."""
-    for path, required, prop in _required_and_optional(schema()):
-        assert ("default" in prop) != required, f"{path}: required={required}, default={'default' in prop}"
-
-
 def _objects(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     if isinstance(node, dict):
         if "properties" in node:
@@ -105,6 +83,14 @@ def _objects(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
 def test_every_object_is_closed() -> None:
     for path, node in _objects(schema()):
         assert node.get("additionalProperties") is False, f"{path} accepts unknown keys"
+
+
+def test_a_property_is_either_required_or_has_a_default() -> None:
+    """What a spec leaves out is filled from the schema's default, so only required fields lack one."""
+    for path, node in _objects(schema()):
+        required = set(node.get("required", []))
+        for key, prop in node["properties"].items():
+            assert ("default" in prop) != (key in required), f"{path}/{key}: required or defaulted, not both"
 
 
 def test_examples_and_defaults_are_valid_values() -> None:
