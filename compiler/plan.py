@@ -1,8 +1,9 @@
 """Plan: freeze the resolved spec and its derived values into a frozen, typed `Plan`.
 
-Renderers and templates read only this object. Field names mirror the JSON Schema
-(`schema/ftc.schema.json`); a test keeps the two in lockstep. Nothing here has a default:
-defaults live in the schema and derived values in `ftc.resolve`.
+Renderers and templates read only this object. The spec's dataclasses (`Spec` and the sections in
+it) are generated from the JSON Schema into `ftc.spec_types` and re-exported here; `Derived` and
+`Plan` are not spec fields and are declared below. Nothing here has a default: defaults live in the
+schema and derived values in `ftc.resolve`.
 """
 
 from __future__ import annotations
@@ -18,263 +19,42 @@ from typing import Any, Literal, Union
 
 from . import __version__, resolve
 from .out_files import DEEPSPEED_CONFIG
+from .spec_types import (
+    Adapter,
+    Architecture,
+    Checkpointing,
+    Data,
+    DeepSpeed,
+    EarlyStopping,
+    Kubernetes,
+    Lora,
+    Metadata,
+    Method,
+    Mlflow,
+    Model,
+    Monitoring,
+    Output,
+    Performance,
+    Prompt,
+    Quantization,
+    Resources,
+    SecretRef,
+    Spec,
+    Storage,
+    Toleration,
+    TrainData,
+    Training,
+    Validation,
+    Wandb,
+    WorkloadIdentity,
+)
 
-Targets = Union[tuple[str, ...], Literal["all-linear"]]  # noqa: UP007 - resolved at runtime by _build
-
-
-@dataclass(frozen=True)
-class Metadata:
-    name: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    hidden_size: int
-    num_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int | None
-    intermediate_size: int
-    vocab_size: int
-    tie_word_embeddings: bool
-
-
-@dataclass(frozen=True)
-class Model:
-    name_or_path: str
-    revision: str | None
-    tokenizer: str | None
-    trust_remote_code: bool
-    architecture: Architecture | None
-
-
-@dataclass(frozen=True)
-class Lora:
-    r: int
-    alpha: float
-    dropout: float
-    target_modules: Targets
-    bias: str
-    rslora: bool
-    modules_to_save: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Quantization:
-    bits: int
-    quant_type: str
-    double_quant: bool
-    compute_dtype: str
-
-
-@dataclass(frozen=True)
-class Adapter:
-    kind: str
-    target_modules: tuple[str, ...] | None
-    feedforward_modules: tuple[str, ...] | None
-    r: int
-    alpha: float
-    adapter_len: int
-    adapter_layers: int
-
-
-@dataclass(frozen=True)
-class Prompt:
-    num_virtual_tokens: int
-    init_text: str | None
-    encoder_hidden_size: int | None
-    encoder_type: str
-    prefix_projection: bool
-
-
-@dataclass(frozen=True)
-class Method:
-    type: str
-    lora: Lora | None
-    quantization: Quantization | None
-    adapter: Adapter | None
-    prompt: Prompt | None
-
-
-@dataclass(frozen=True)
-class TrainData:
-    path: str
-    format: str
-    chat_template: str | None
-
-
-@dataclass(frozen=True)
-class Validation:
-    fraction: float | None
-    path: str | None
-    format: str | None
-
-
-@dataclass(frozen=True)
-class Data:
-    train: TrainData
-    validation: Validation | None
-    max_seq_length: int
-    packing: bool
-    train_on_inputs: bool
-    num_examples: int | None
-    avg_tokens_per_example: int | None
-
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    patience: int
-    metric: str
-    min_delta: float
-
-
-@dataclass(frozen=True)
-class Training:
-    epochs: float
-    max_steps: int | None
-    learning_rate: float
-    micro_batch_size: int
-    gradient_accumulation_steps: int
-    global_batch_size: int | None
-    optimizer: str
-    lr_scheduler: str
-    warmup_ratio: float
-    weight_decay: float
-    max_grad_norm: float
-    precision: str
-    gradient_checkpointing: bool
-    seed: int
-    eval_every_steps: int
-    logging_steps: int
-    early_stopping: EarlyStopping | None
-
-
-@dataclass(frozen=True)
-class DeepSpeed:
-    stage: int
-    offload_optimizer: str
-    offload_params: str
-
-
-@dataclass(frozen=True)
-class Performance:
-    attention: str
-    deepspeed: DeepSpeed | None
-    liger_kernel: bool
-    torch_compile: bool
-
-
-@dataclass(frozen=True)
-class Storage:
-    uri: str
-    endpoint_url: str | None
-    region: str | None
-
-
-@dataclass(frozen=True)
-class Checkpointing:
-    every_steps: int
-    keep_last: int
-    storage: Storage | None
-    resume: str
-
-
-@dataclass(frozen=True)
-class Wandb:
-    project: str
-    entity: str | None
-
-
-@dataclass(frozen=True)
-class Mlflow:
-    tracking_uri: str
-    experiment: str | None
-
-
-@dataclass(frozen=True)
-class Monitoring:
-    report_to: tuple[str, ...]
-    wandb: Wandb | None
-    mlflow: Mlflow | None
-
-
-@dataclass(frozen=True)
-class Output:
-    dir: str
-    save: str
-
-
-@dataclass(frozen=True)
-class Resources:
-    nodes: int
-    gpus_per_node: int
-    gpu: str
-    spot: bool
-    cpu: str | None
-    memory: str | None
-
-
-@dataclass(frozen=True)
-class Toleration:
-    key: str | None
-    operator: str
-    value: str | None
-    effect: str | None
-    toleration_seconds: int | None
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    name: str
-    key: str
-
-
-@dataclass(frozen=True)
-class WorkloadIdentity:
-    provider: str
-    identity: str
-
-
-@dataclass(frozen=True)
-class Kubernetes:
-    version: str
-    namespace: str
-    image: str
-    target: str
-    service_account: str | None
-    spot_provider: str
-    node_selector: Mapping[str, str]
-    tolerations: tuple[Toleration, ...]
-    env: Mapping[str, str]
-    secrets: Mapping[str, SecretRef]
-    queue: str | None
-    cache_pvc: str | None
-    grace_period_seconds: int
-    unreachable_toleration_seconds: int | None
-    training_runtime: str
-    gpu_product_label: str | None
-    gpu_product_values: tuple[str, ...] | None
-    workload_identity: WorkloadIdentity | None
-
-
-@dataclass(frozen=True)
-class Spec:
-    """The resolved spec: every field of the schema present, defaults and derived values filled in."""
-
-    apiVersion: str  # noqa: N815 - the spec's own key
-    kind: str
-    metadata: Metadata
-    model: Model
-    method: Method
-    data: Data
-    training: Training
-    performance: Performance
-    checkpointing: Checkpointing
-    monitoring: Monitoring
-    output: Output
-    resources: Resources
-    kubernetes: Kubernetes | None
+__all__ = [
+    "Adapter", "Architecture", "Checkpointing", "Data", "DeepSpeed", "Derived", "EarlyStopping", "Kubernetes",
+    "Lora", "Metadata", "Method", "Mlflow", "Model", "Monitoring", "Output", "Performance", "Plan", "Prompt",
+    "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Toleration", "TrainData", "Training",
+    "Validation", "Wandb", "WorkloadIdentity", "content_hash", "make_plan",
+]
 
 
 @dataclass(frozen=True)
@@ -282,20 +62,44 @@ class Derived:
     """Values computed from the spec that are not spec fields themselves."""
 
     world_size: int
+    """Number of training processes: `resources.nodes` × `resources.gpus_per_node`."""
+
     global_batch_size: int
+    """Rows per optimizer step: micro_batch_size × gradient_accumulation_steps × world_size."""
+
     peft: bool
-    launcher: str  # "python" (one process) or "ftc_runtime/launch.py" (several; see resolve.launcher)
+    """Whether the method trains added parameters on a frozen base (every `method.type` but `full`)."""
+
+    launcher: str
+    """How train.py is started: `python` for one process, `ftc_runtime/launch.py` for several (see
+    `resolve.launcher`)."""
+
     deepspeed_config: str | None
+    """The DeepSpeed config file in out/ (`ds_config.json`) when `performance.deepspeed` is set, else null."""
+
     workload_name: str
+    """Name of the Kubernetes workload: `metadata.name` and the first 10 hex digits of `content_hash`, so any
+    change to what the job would do makes a new object."""
+
     content_hash: str
+    """sha256 of the canonical JSON of the resolved spec and the ftc version (see `content_hash`)."""
 
 
 @dataclass(frozen=True)
 class Plan:
+    """Everything the renderers read: the resolved spec, the values derived from it and their provenance."""
+
     ftc_version: str
+    """Version of ftc that compiled the spec."""
+
     spec_sha256: str
+    """sha256 of the spec file's bytes as read."""
+
     spec: Spec
+    """The resolved spec."""
+
     derived: Derived
+    """Values computed from the spec."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible data (the content of plan.json and of train.py's PLAN)."""
@@ -317,7 +121,7 @@ def _plain(value: Any) -> Any:
 
 
 def _build(tp: Any, value: Any) -> Any:
-    """Build a frozen dataclass tree from plain data, following the type hints above."""
+    """Build a frozen dataclass tree from plain data, following the dataclasses' type hints."""
     if value is None:
         return None
     origin = typing.get_origin(tp)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from ftc.pipeline import compile_spec
 from ftc.write import write_output
+from gen_spec_types import main as write_spec_types
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    status = 0
+    status = write_spec_types()  # compiler/spec_types.py from the schema
     for spec in sorted((ROOT / "examples").glob("*.yaml")):
         result = compile_spec(spec)
         if result.plan is None:

@@ -1,0 +1,624 @@
+"""The resolved spec as frozen dataclasses: every field present, defaults and derived values filled in.
+
+Each field carries its description from the JSON Schema. Nothing here has a default: defaults live in
+the schema and derived values in `ftc.resolve`.
+
+Generated from schema/ftc.schema.json by scripts/gen_spec_types.py (make regen); do not edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Identity of the job."""
+
+    name: str
+    """Name of the job, a DNS-1123 label of at most 42 characters. Every generated object is named after it (the
+    Kubernetes workload gets a content-hash suffix)."""
+
+    labels: Mapping[str, str]
+    """Labels copied onto every Kubernetes object and pod. Keys and values must be valid Kubernetes label keys and
+    values."""
+
+    annotations: Mapping[str, str]
+    """Annotations copied onto every Kubernetes object."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Shape of the model for `ftc estimate` (a Llama-style block is assumed); when set it is used as given. null: read
+    config.json of a local model directory (`ftc estimate` only) or look the name up in the built-in catalog."""
+
+    hidden_size: int
+    """Width of the residual stream."""
+
+    num_layers: int
+    """Number of transformer blocks."""
+
+    num_attention_heads: int
+    """Attention heads per layer."""
+
+    num_key_value_heads: int | None
+    """Key/value heads (grouped-query attention); null means equal to `num_attention_heads`."""
+
+    intermediate_size: int
+    """Width of the MLP."""
+
+    vocab_size: int
+    """Vocabulary size."""
+
+    tie_word_embeddings: bool
+    """Whether lm_head shares the embedding matrix."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """The base model to fine-tune."""
+
+    name_or_path: str
+    """Hugging Face Hub id or local directory of the base model. Only the runtime reads it; relative paths are resolved
+    against the working directory of the training process."""
+
+    revision: str | None
+    """Hub revision (branch, tag or commit) to load; null for the default branch."""
+
+    tokenizer: str | None
+    """Tokenizer id or directory; null uses `name_or_path`."""
+
+    trust_remote_code: bool
+    """Allow model code from the Hub to run (transformers `trust_remote_code`)."""
+
+    architecture: Architecture | None
+    """Shape of the model for `ftc estimate` (a Llama-style block is assumed); when set it is used as given. null: read
+    config.json of a local model directory (`ftc estimate` only) or look the name up in the built-in catalog."""
+
+
+@dataclass(frozen=True)
+class Lora:
+    """LoRA settings for `lora`, `qlora` and `dora`; null takes the defaults below for those methods."""
+
+    r: int
+    """Rank of the update matrices."""
+
+    alpha: float
+    """Scaling numerator: updates are scaled by alpha / r (alpha / sqrt(r) with rslora)."""
+
+    dropout: float
+    """Dropout on the LoRA input."""
+
+    target_modules: tuple[str, ...] | Literal["all-linear"]
+    """Module names to adapt, or `all-linear` for every linear layer but the output head."""
+
+    bias: str
+    """Which biases to train."""
+
+    rslora: bool
+    """Rank-stabilised LoRA scaling (alpha / sqrt(r))."""
+
+    modules_to_save: tuple[str, ...]
+    """Extra modules trained in full and saved with the adapter (e.g. `embed_tokens`, `lm_head` after adding tokens)."""
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Load the frozen base in 4 or 8 bits with bitsandbytes. `qlora` implies 4-bit nf4 with double quantization when
+    null. Only for PEFT methods."""
+
+    bits: int
+    """4 or 8."""
+
+    quant_type: str
+    """4-bit data type."""
+
+    double_quant: bool
+    """Also quantize the quantization constants (saves ~0.4 bit per parameter)."""
+
+    compute_dtype: str
+    """dtype of the matmuls on dequantized weights; null follows `training.precision`."""
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """Settings for `method.type: adapter` (a PEFT adapter other than LoRA)."""
+
+    kind: str
+    """Adapter family."""
+
+    target_modules: tuple[str, ...] | None
+    """Modules to adapt; null uses PEFT's default for the model type."""
+
+    feedforward_modules: tuple[str, ...] | None
+    """IA3 only: which target modules are feed-forward layers; null uses PEFT's default."""
+
+    r: int
+    """Rank for LoHa and LoKr."""
+
+    alpha: float
+    """Scaling for LoHa and LoKr."""
+
+    adapter_len: int
+    """LLaMA-Adapter: number of adaption prompt tokens."""
+
+    adapter_layers: int
+    """LLaMA-Adapter: number of top layers that get adaption prompts."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Settings for `prompt_tuning`, `p_tuning` and `prefix_tuning`."""
+
+    num_virtual_tokens: int
+    """Number of trainable virtual tokens."""
+
+    init_text: str | None
+    """prompt_tuning only: initialise the soft prompt from the embedding of this text; null initialises randomly."""
+
+    encoder_hidden_size: int | None
+    """p_tuning only: hidden size of the prompt encoder; null uses the model's hidden size."""
+
+    encoder_type: str
+    """p_tuning only: prompt encoder architecture."""
+
+    prefix_projection: bool
+    """prefix_tuning only: reparameterise the prefix through an MLP."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """How the model is fine-tuned."""
+
+    type: str
+    """Fine-tuning method: all weights (`full`), low-rank adapters (`lora`, `dora`), LoRA on a 4-bit base (`qlora`),
+    another PEFT adapter (`adapter`, see `method.adapter`), or soft prompts (`prompt_tuning`, `p_tuning`,
+    `prefix_tuning`)."""
+
+    lora: Lora | None
+    """LoRA settings for `lora`, `qlora` and `dora`; null takes the defaults below for those methods."""
+
+    quantization: Quantization | None
+    """Load the frozen base in 4 or 8 bits with bitsandbytes. `qlora` implies 4-bit nf4 with double quantization when
+    null. Only for PEFT methods."""
+
+    adapter: Adapter | None
+    """Settings for `method.type: adapter` (a PEFT adapter other than LoRA)."""
+
+    prompt: Prompt | None
+    """Settings for `prompt_tuning`, `p_tuning` and `prefix_tuning`."""
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """The training set."""
+
+    path: str
+    """A .jsonl, .json or .parquet file, or a directory saved with `datasets.save_to_disk`. Relative paths are resolved
+    against the working directory."""
+
+    format: str
+    """Row layout: `alpaca` (instruction, input, output), `chat` (messages with role and content), `completion` (prompt,
+    completion) or `text` (text)."""
+
+    chat_template: str | None
+    """chat format only: null uses the tokenizer's chat template; otherwise the name of a built-in template."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Validation data: a `fraction` of the training rows held out, or a separate file at `path`. null disables
+    evaluation."""
+
+    fraction: float | None
+    """Share of the training rows held out for validation."""
+
+    path: str | None
+    """A separate validation file (same formats as the training file)."""
+
+    format: str | None
+    """Row layout of `path`; null: same as the training file."""
+
+
+@dataclass(frozen=True)
+class Data:
+    """Training and validation data."""
+
+    train: TrainData
+    """The training set."""
+
+    validation: Validation | None
+    """Validation data: a `fraction` of the training rows held out, or a separate file at `path`. null disables
+    evaluation."""
+
+    max_seq_length: int
+    """Longest tokenized example (or packed sequence); longer rows are counted and skipped."""
+
+    packing: bool
+    """Pack several examples into one sequence (without attention across example boundaries)."""
+
+    train_on_inputs: bool
+    """Also compute the loss on prompts/instructions, not only on responses."""
+
+    num_examples: int | None
+    """Number of training rows, for lints and estimates when the data is not readable at compile time."""
+
+    avg_tokens_per_example: int | None
+    """Average tokens per training row, for the time and cost estimate when the data is not readable at compile time
+    (with data.num_examples). null: `ftc estimate` counts a local file, else assumes 512 tokens (at most max_seq_length)
+    and says so."""
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when the metric has not improved by `min_delta` for `patience` evaluations; null disables it. Needs
+    validation data."""
+
+    patience: int
+    """Evaluations without improvement before stopping."""
+
+    metric: str
+    """Metric to watch, as reported by the trainer."""
+
+    min_delta: float
+    """Smallest change that counts as an improvement."""
+
+
+@dataclass(frozen=True)
+class Training:
+    """Optimisation settings."""
+
+    epochs: float
+    """Passes over the training data (fractions allowed). Ignored when `max_steps` is set."""
+
+    max_steps: int | None
+    """Stop after this many optimizer steps; null trains for `epochs`."""
+
+    learning_rate: float
+    """Peak learning rate; null resolves to 3e-4 for PEFT methods and 1e-5 for full fine-tuning."""
+
+    micro_batch_size: int
+    """Examples per GPU per forward pass."""
+
+    gradient_accumulation_steps: int
+    """Micro-batches accumulated per optimizer step. Global batch = micro_batch_size × gradient_accumulation_steps ×
+    GPUs."""
+
+    global_batch_size: int | None
+    """Optional cross-check: when set, it must equal micro_batch_size × gradient_accumulation_steps × nodes ×
+    gpus_per_node, or compilation fails."""
+
+    optimizer: str
+    """Optimizer."""
+
+    lr_scheduler: str
+    """Learning-rate schedule after warmup."""
+
+    warmup_ratio: float
+    """Share of the steps spent warming up the learning rate."""
+
+    weight_decay: float
+    """Decoupled weight decay."""
+
+    max_grad_norm: float
+    """Gradient clipping norm; 0 disables clipping."""
+
+    precision: str
+    """Training precision: bf16 or fp16 mixed precision, or fp32."""
+
+    gradient_checkpointing: bool
+    """Recompute activations in the backward pass to save memory (~30 % slower)."""
+
+    seed: int
+    """Random seed for data order, initialisation and dropout."""
+
+    eval_every_steps: int
+    """Evaluate every N optimizer steps (when there is validation data)."""
+
+    logging_steps: int
+    """Log metrics every N optimizer steps."""
+
+    early_stopping: EarlyStopping | None
+    """Stop when the metric has not improved by `min_delta` for `patience` evaluations; null disables it. Needs
+    validation data."""
+
+
+@dataclass(frozen=True)
+class DeepSpeed:
+    """DeepSpeed ZeRO; null disables DeepSpeed."""
+
+    stage: int
+    """ZeRO stage: 0 off, 1 optimizer states, 2 + gradients, 3 + parameters partitioned across GPUs."""
+
+    offload_optimizer: str
+    """Keep optimizer states in CPU memory (stages 1-3)."""
+
+    offload_params: str
+    """Keep parameters in CPU memory (stage 3 only)."""
+
+
+@dataclass(frozen=True)
+class Performance:
+    """Speed and memory levers."""
+
+    attention: str
+    """Attention kernel. `auto` picks flash_attention_2 when installed and usable, else sdpa, and logs its choice."""
+
+    deepspeed: DeepSpeed | None
+    """DeepSpeed ZeRO; null disables DeepSpeed."""
+
+    liger_kernel: bool
+    """Use Liger fused kernels (RMSNorm, RoPE, SwiGLU, fused cross-entropy) when installed."""
+
+    torch_compile: bool
+    """Compile the model with torch.compile."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Remote copy of the checkpoints, uploaded in the background as they complete (marker file last), plus the final
+    results; null keeps checkpoints local only. Credentials come from the environment or the pod identity, never from
+    the spec."""
+
+    uri: str
+    """Destination prefix: checkpoint-N/ directories, final/ and metrics.json go under it. s3:// needs s3fs, gs://
+    gcsfs."""
+
+    endpoint_url: str | None
+    """Endpoint of an S3-compatible store (MinIO, R2, ...); null uses AWS."""
+
+    region: str | None
+    """Bucket region; null takes it from the environment."""
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Checkpoints and resumption."""
+
+    every_steps: int
+    """Save a checkpoint every N optimizer steps."""
+
+    keep_last: int
+    """Number of most recent complete checkpoints kept, in output.dir and in storage (the newest complete one is never
+    deleted)."""
+
+    storage: Storage | None
+    """Remote copy of the checkpoints, uploaded in the background as they complete (marker file last), plus the final
+    results; null keeps checkpoints local only. Credentials come from the environment or the pod identity, never from
+    the spec."""
+
+    resume: str
+    """`auto` resumes from the newest complete checkpoint (local or remote, downloading it when needed); `never` starts
+    fresh and refuses an output.dir or storage URI that already holds checkpoints."""
+
+
+@dataclass(frozen=True)
+class Wandb:
+    """Weights & Biases settings (the API key comes from the WANDB_API_KEY secret)."""
+
+    project: str
+    """W&B project."""
+
+    entity: str | None
+    """W&B team or user; null uses the key's default."""
+
+
+@dataclass(frozen=True)
+class Mlflow:
+    """MLflow settings."""
+
+    tracking_uri: str
+    """MLflow tracking server or local directory."""
+
+    experiment: str | None
+    """Experiment name; null uses `metadata.name`."""
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """Experiment tracking."""
+
+    report_to: tuple[str, ...]
+    """Trackers to report to."""
+
+    wandb: Wandb | None
+    """Weights & Biases settings (the API key comes from the WANDB_API_KEY secret)."""
+
+    mlflow: Mlflow | None
+    """MLflow settings."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where results go."""
+
+    dir: str
+    """Directory for checkpoints, the final model and metrics."""
+
+    save: str
+    """What to save at the end: the adapter only, the adapter merged into the base weights, or both. Full fine-tuning
+    always saves the whole model."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Compute the job runs on."""
+
+    nodes: int
+    """Number of machines."""
+
+    gpus_per_node: int
+    """GPUs per machine (one training process each)."""
+
+    gpu: str
+    """GPU model, for precision checks, estimates and node affinity."""
+
+    spot: bool
+    """Run on spot/preemptible capacity."""
+
+    cpu: str | None
+    """CPU request per pod as a Kubernetes quantity; null sets none."""
+
+    memory: str | None
+    """Memory request and limit per pod as a Kubernetes quantity; null sets none."""
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """A Kubernetes toleration."""
+
+    key: str | None
+    """Taint key; null with operator Exists tolerates every taint."""
+
+    operator: str
+    """Equal or Exists."""
+
+    value: str | None
+    """Taint value (with Equal)."""
+
+    effect: str | None
+    """Taint effect; null matches all effects."""
+
+    toleration_seconds: int | None
+    """NoExecute only: how long the pod stays bound after the taint appears; null: forever."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A key of a Secret."""
+
+    name: str
+    """Secret name."""
+
+    key: str
+    """Key inside the Secret."""
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """Cloud identity of the pods (e.g. for S3/GCS/Azure Blob access of checkpointing.storage): ftc generates the
+    ServiceAccount (named `service_account`, or `metadata.name` when that is null) annotated for IRSA (aws), GKE
+    Workload Identity (gcp) or Azure Workload Identity (azure); null generates none."""
+
+    provider: str
+    """aws: IAM Roles for Service Accounts (EKS); gcp: GKE Workload Identity; azure: Azure AD Workload Identity
+    (AKS)."""
+
+    identity: str
+    """aws: the IAM role ARN; gcp: the Google service account e-mail; azure: the client ID of the managed identity or
+    application."""
+
+
+@dataclass(frozen=True)
+class Kubernetes:
+    """Kubernetes manifests under `k8s/`; null (the default) generates none."""
+
+    version: str
+    """Kubernetes minor version of the target cluster; decides which API fields are emitted."""
+
+    namespace: str
+    """Namespace of every object."""
+
+    image: str
+    """Training image: must contain the packages of the generated requirements.txt. Prefer a digest or a fixed tag."""
+
+    target: str
+    """Workload kind: a batch/v1 Job (one node) or a multi-node engine."""
+
+    service_account: str | None
+    """ServiceAccount of the pods (e.g. one bound to a cloud identity for checkpoint storage); null uses the namespace
+    default."""
+
+    spot_provider: str
+    """How spot capacity is selected when `resources.spot` is true."""
+
+    node_selector: Mapping[str, str]
+    """Extra node selector labels."""
+
+    tolerations: tuple[Toleration, ...]
+    """Extra tolerations (a toleration for `nvidia.com/gpu` is always added)."""
+
+    env: Mapping[str, str]
+    """Plain environment variables for the training container (use `secrets` for credentials)."""
+
+    secrets: Mapping[str, SecretRef]
+    """Environment variables read from Kubernetes Secrets (secretKeyRef), e.g. HF_TOKEN or WANDB_API_KEY."""
+
+    queue: str | None
+    """Kueue LocalQueue to submit to; null for none."""
+
+    cache_pvc: str | None
+    """PersistentVolumeClaim mounted as the Hugging Face cache; null uses an emptyDir."""
+
+    grace_period_seconds: int
+    """Time between SIGTERM and SIGKILL; the runtime saves a checkpoint in it."""
+
+    unreachable_toleration_seconds: int | None
+    """How long a pod stays bound to a node that became unreachable or not ready before it is evicted and replaced
+    (tolerations for node.kubernetes.io/unreachable and not-ready with this tolerationSeconds); null keeps the cluster
+    default (300 s). A lower value restarts training sooner after a node is lost."""
+
+    training_runtime: str
+    """target trainjob: name of the Kubeflow Trainer ClusterTrainingRuntime (a torch runtime) the TrainJob runs on; its
+    JobSet template decides restarts and the failure policy."""
+
+    gpu_product_label: str | None
+    """Node label that names the GPU model; the pods get a required node affinity for the values of `resources.gpu`
+    under it (`gpu_product_values`, or ftc's table for nvidia.com/gpu.product of NVIDIA GPU Feature Discovery and
+    cloud.google.com/gke-accelerator of GKE). null: no GPU model affinity."""
+
+    gpu_product_values: tuple[str, ...] | None
+    """Values of `gpu_product_label` that mark nodes with `resources.gpu`; null uses ftc's table for the labels it knows
+    (another label needs this list)."""
+
+    workload_identity: WorkloadIdentity | None
+    """Cloud identity of the pods (e.g. for S3/GCS/Azure Blob access of checkpointing.storage): ftc generates the
+    ServiceAccount (named `service_account`, or `metadata.name` when that is null) annotated for IRSA (aws), GKE
+    Workload Identity (gcp) or Azure Workload Identity (azure); null generates none."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One fine-tuning job for an LLM, compiled by `ftc compile` into train.py, DeepSpeed and accelerate configs and
+    Kubernetes manifests. Defaults are declared in this schema and nowhere else."""
+
+    apiVersion: str  # noqa: N815 - the spec's own key
+    """Spec format version. Always `ftc/v1`."""
+
+    kind: str
+    """Spec kind. Always `FineTune`."""
+
+    metadata: Metadata
+    """Identity of the job."""
+
+    model: Model
+    """The base model to fine-tune."""
+
+    method: Method
+    """How the model is fine-tuned."""
+
+    data: Data
+    """Training and validation data."""
+
+    training: Training
+    """Optimisation settings."""
+
+    performance: Performance
+    """Speed and memory levers."""
+
+    checkpointing: Checkpointing
+    """Checkpoints and resumption."""
+
+    monitoring: Monitoring
+    """Experiment tracking."""
+
+    output: Output
+    """Where results go."""
+
+    resources: Resources
+    """Compute the job runs on."""
+
+    kubernetes: Kubernetes | None
+    """Kubernetes manifests under `k8s/`; null (the default) generates none."""
