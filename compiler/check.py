@@ -68,26 +68,30 @@ class Context:
         return warning(code, pointer, message, self.at(pointer), hint)
 
 
+Check = Callable[[Context], Iterator[Diagnostic]]
+
+
 @dataclass(frozen=True)
 class Rule:
     """One check and the codes it may report."""
 
     name: str
     codes: frozenset[str]
-    run: Callable[[Context], Iterator[Diagnostic]]
+    run: Check
 
 
 RULES: list[Rule] = []
 
 
-def rule(*codes: str) -> Callable[[Callable[[Context], Iterator[Diagnostic]]],
-                                  Callable[[Context], Iterator[Diagnostic]]]:
-    """Register a check that may report `codes` (each one of `ftc.codes.CODES`)."""
+def rule(*codes: str) -> Callable[[Check], Check]:
+    """Register a check that may report `codes`, each one of `ftc.codes.CODES`; `check` refuses any other."""
+    if not codes:
+        raise ValueError("a rule declares the codes it may report: none given")
     unknown = sorted(set(codes) - set(CODES))
-    if not codes or unknown:
-        raise ValueError(f"a rule declares the registered codes it reports; unknown: {unknown or 'none given'}")
+    if unknown:
+        raise ValueError(f"a rule declares codes that ftc.codes does not list: {', '.join(unknown)}")
 
-    def register(fn: Callable[[Context], Iterator[Diagnostic]]) -> Callable[[Context], Iterator[Diagnostic]]:
+    def register(fn: Check) -> Check:
         RULES.append(Rule(fn.__name__, frozenset(codes), fn))
         return fn
     return register
