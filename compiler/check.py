@@ -1,7 +1,9 @@
-"""Check: cross-field rules on the resolved spec, each with a code, a pointer and a reason.
+"""Check: cross-field rules on the plan of a resolved spec, each with a code, a pointer and a reason.
 
-Errors (E3xx) stop compilation; warnings (W4xx) are the seed's best-practice lints and other
-advice, errors under `--strict`. Every rule has a passing and a failing example in the tests.
+Errors (E3xx) stop compilation; warnings (W4xx) are advice from common fine-tuning practice (data
+set size, validation split, epochs, learning rate) and other hazards, errors under `--strict`. Each
+rule declares the codes of `ftc.codes` it may report; every one has a passing and a failing example in
+the tests.
 """
 
 from __future__ import annotations
@@ -10,25 +12,36 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import resolve
+from .codes import CODES
 from .diagnostics import Diagnostic, Position, error, warning
 from .estimate import spec_only_estimate
 from .estimate.fit import NO_FIT
 from .gpus import GPUS
-from .k8s.rules import kubernetes_problems
+from .k8s import rules as k8s_rules
 from .k8s.targets import MULTI_NODE_TARGETS, TARGETS, supports
-from .runtime.method_traits import LORA_METHODS, PROMPT_METHODS, adds_virtual_tokens
+from .plan import Plan, Spec
+from .runtime.method_traits import FULL_LEARNING_RATE, LORA_METHODS, PROMPT_METHODS, adds_virtual_tokens
 from .validate import sort_diagnostics
+
+# W401: the usual minimum number of training rows for a PEFT method, and for full fine-tuning.
+PEFT_MIN_ROWS = 1_000
+FULL_MIN_ROWS = 100_000
+# W405: a learning rate above this is high for full fine-tuning (which usually starts at FULL_LEARNING_RATE).
+FULL_MAX_LEARNING_RATE = 1e-4
 
 
 @dataclass(frozen=True)
 class Context:
-    """What a rule may read: the resolved spec, what the user wrote, and where it was written."""
+    """What a rule may read: the plan, what the user wrote, and where it was written."""
 
-    spec: dict[str, Any]
+    plan: Plan
     raw: dict[str, Any]
     positions: Mapping[str, Position]
     rows: int | None  # training rows counted from a local file, else data.num_examples, else None
+
+    @property
+    def spec(self) -> Spec:
+        return self.plan.spec
 
     def at(self, pointer: str) -> Position | None:
         while True:
@@ -46,298 +59,340 @@ class Context:
             node = node[key]
         return True
 
+    def error(self, code: str, pointer: str, message: str, hint: str | None = None) -> Diagnostic:
+        """An error at `pointer`, positioned where the spec file has it."""
+        return error(code, pointer, message, self.at(pointer), hint)
 
-Rule = Callable[[Context], Iterator[Diagnostic]]
+    def warning(self, code: str, pointer: str, message: str, hint: str | None = None) -> Diagnostic:
+        """A warning at `pointer`, positioned where the spec file has it."""
+        return warning(code, pointer, message, self.at(pointer), hint)
+
+
+Check = Callable[[Context], Iterator[Diagnostic]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check and the codes it may report."""
+
+    name: str
+    codes: frozenset[str]
+    run: Check
+
+
 RULES: list[Rule] = []
 
 
-def rule(fn: Rule) -> Rule:
-    RULES.append(fn)
-    return fn
+def rule(*codes: str) -> Callable[[Check], Check]:
+    """Register a check that may report `codes`, each one of `ftc.codes.CODES`; `check` refuses any other."""
+    if not codes:
+        raise ValueError("a rule declares the codes it may report: none given")
+    unknown = sorted(set(codes) - set(CODES))
+    if unknown:
+        raise ValueError(f"a rule declares codes that ftc.codes does not list: {', '.join(unknown)}")
+
+    def register(fn: Check) -> Check:
+        RULES.append(Rule(fn.__name__, frozenset(codes), fn))
+        return fn
+    return register
 
 
-def _e(ctx: Context, code: str, pointer: str, message: str, hint: str | None = None) -> Diagnostic:
-    return error(code, pointer, message, ctx.at(pointer), hint)
+def _number(value: float) -> str:
+    """A number as the user would write it: 3 rather than 3.0 (the plan holds every float field as a float)."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _w(ctx: Context, code: str, pointer: str, message: str, hint: str | None = None) -> Diagnostic:
-    return warning(code, pointer, message, ctx.at(pointer), hint)
+def _count(n: int) -> str:
+    """A count with groups of three digits: 100 000."""
+    return f"{n:,}".replace(",", " ")
 
 
-@rule
+@rule("E301")
 def batch_triad(ctx: Context) -> Iterator[Diagnostic]:
-    declared = ctx.spec["training"]["global_batch_size"]
-    actual = resolve.global_batch_size(ctx.spec)
+    training = ctx.spec.training
+    declared = training.global_batch_size
+    actual = ctx.plan.derived.global_batch_size
     if declared is not None and declared != actual:
-        t = ctx.spec["training"]
-        per_step = t["micro_batch_size"] * resolve.world_size(ctx.spec)
+        world_size = ctx.plan.derived.world_size
+        per_step = training.micro_batch_size * world_size
         hint = None
         if declared % per_step == 0:
             hint = f"set training.gradient_accumulation_steps to {declared // per_step}"
-        yield _e(ctx, "E301", "/training/global_batch_size",
-                 f"global batch {declared} does not match micro_batch_size {t['micro_batch_size']} × "
-                 f"gradient_accumulation_steps {t['gradient_accumulation_steps']} × "
-                 f"{resolve.world_size(ctx.spec)} GPUs = {actual}", hint)
+        yield ctx.error("E301", "/training/global_batch_size",
+                        f"global batch {declared} does not match micro_batch_size {training.micro_batch_size} × "
+                        f"gradient_accumulation_steps {training.gradient_accumulation_steps} × "
+                        f"{world_size} GPUs = {actual}", hint)
 
 
-@rule
+@rule("E302")
 def gpus_per_node(ctx: Context) -> Iterator[Diagnostic]:
-    res = ctx.spec["resources"]
-    gpu = GPUS[res["gpu"]]
-    if res["gpus_per_node"] > gpu.max_per_node:
-        yield _e(ctx, "E302", "/resources/gpus_per_node",
-                 f"{res['gpus_per_node']} GPUs per node: no machine offers more than "
-                 f"{gpu.max_per_node} {gpu.name}",
-                 "use more nodes with fewer GPUs each")
+    res = ctx.spec.resources
+    gpu = GPUS[res.gpu]
+    if res.gpus_per_node > gpu.max_per_node:
+        yield ctx.error("E302", "/resources/gpus_per_node",
+                        f"{res.gpus_per_node} GPUs per node: no machine offers more than "
+                        f"{gpu.max_per_node} {gpu.name}",
+                        "use more nodes with fewer GPUs each")
 
 
-@rule
+@rule("E303", "E310")
 def multi_node_target(ctx: Context) -> Iterator[Diagnostic]:
-    k8s = ctx.spec["kubernetes"]
+    k8s = ctx.spec.kubernetes
     if k8s is None:
         return
-    if ctx.spec["resources"]["nodes"] > 1 and k8s["target"] not in MULTI_NODE_TARGETS:
-        yield _e(ctx, "E303", "/kubernetes/target",
-                 f"{ctx.spec['resources']['nodes']} nodes need a multi-node target, not '{k8s['target']}'",
-                 f"set kubernetes.target to one of: {', '.join(MULTI_NODE_TARGETS)}")
-    target = TARGETS[k8s["target"]]
-    if not supports(target.name, k8s["version"]):
-        runnable = [name for name in TARGETS if supports(name, k8s["version"])
-                    and (TARGETS[name].multi_node or ctx.spec["resources"]["nodes"] == 1)]
-        yield _e(ctx, "E310", "/kubernetes/target",
-                 f"target '{target.name}' needs Kubernetes {target.floor_text} or newer ({target.why}); "
-                 f"the spec targets {k8s['version']}",
-                 f"set kubernetes.version to {target.floor_text} or newer, or use a target that runs on "
-                 f"{k8s['version']}: {', '.join(runnable)}")
+    nodes = ctx.spec.resources.nodes
+    if nodes > 1 and k8s.target not in MULTI_NODE_TARGETS:
+        yield ctx.error("E303", "/kubernetes/target",
+                        f"{nodes} nodes need a multi-node target, not '{k8s.target}'",
+                        f"set kubernetes.target to one of: {', '.join(MULTI_NODE_TARGETS)}")
+    target = TARGETS[k8s.target]
+    if not supports(target.name, k8s.version):
+        runnable = [name for name in TARGETS if supports(name, k8s.version)
+                    and (TARGETS[name].multi_node or nodes == 1)]
+        yield ctx.error("E310", "/kubernetes/target",
+                        f"target '{target.name}' needs Kubernetes {target.floor_text} or newer ({target.why}); "
+                        f"the spec targets {k8s.version}",
+                        f"set kubernetes.version to {target.floor_text} or newer, or use a target that runs on "
+                        f"{k8s.version}: {', '.join(runnable)}")
 
 
-@rule
+@rule("E304")
 def precision_vs_gpu(ctx: Context) -> Iterator[Diagnostic]:
-    gpu = GPUS[ctx.spec["resources"]["gpu"]]
+    gpu = GPUS[ctx.spec.resources.gpu]
     if gpu.bf16:
         return
-    if ctx.spec["training"]["precision"] == "bf16":
-        yield _e(ctx, "E304", "/training/precision", f"{gpu.name} has no bfloat16 support",
-                 "use training.precision: fp16 (or a GPU of the Ampere generation or newer)")
-    quant = ctx.spec["method"]["quantization"]
-    if quant is not None and quant["compute_dtype"] == "bf16" and ctx.written("method", "quantization"):
-        yield _e(ctx, "E304", "/method/quantization/compute_dtype", f"{gpu.name} has no bfloat16 support",
-                 "use compute_dtype: fp16")
+    if ctx.spec.training.precision == "bf16":
+        yield ctx.error("E304", "/training/precision", f"{gpu.name} has no bfloat16 support",
+                        "use training.precision: fp16 (or a GPU of the Ampere generation or newer)")
+    quant = ctx.spec.method.quantization
+    if quant is not None and quant.compute_dtype == "bf16" and ctx.written("method", "quantization"):
+        yield ctx.error("E304", "/method/quantization/compute_dtype", f"{gpu.name} has no bfloat16 support",
+                        "use compute_dtype: fp16")
 
 
-@rule
+@rule("E305")
 def qlora_zero3(ctx: Context) -> Iterator[Diagnostic]:
-    quant = ctx.spec["method"]["quantization"]
-    ds = ctx.spec["performance"]["deepspeed"]
-    if quant is not None and quant["bits"] == 4 and ds is not None and ds["stage"] == 3:
-        yield _e(ctx, "E305", "/performance/deepspeed/stage",
-                 "4-bit quantized training with ZeRO-3 crashes at the first checkpoint save "
-                 "(bitsandbytes packed weights cannot be gathered)",
-                 "use deepspeed stage 2 with QLoRA")
+    quant = ctx.spec.method.quantization
+    ds = ctx.spec.performance.deepspeed
+    if quant is not None and quant.bits == 4 and ds is not None and ds.stage == 3:
+        yield ctx.error("E305", "/performance/deepspeed/stage",
+                        "4-bit quantized training with ZeRO-3 crashes at the first checkpoint save "
+                        "(bitsandbytes packed weights cannot be gathered)",
+                        "use deepspeed stage 2 with QLoRA")
 
 
-@rule
+@rule("E306", "E307")
 def quantization_needs_peft(ctx: Context) -> Iterator[Diagnostic]:
-    method = ctx.spec["method"]
-    if method["type"] == "full" and method["quantization"] is not None:
-        yield _e(ctx, "E306", "/method/quantization",
-                 "quantized (4/8-bit) weights cannot be trained directly: "
-                 "full fine-tuning needs 16/32-bit weights",
-                 "use method.type: qlora, or lora with quantization, or drop quantization")
-    if method["type"] == "qlora" and method["quantization"]["bits"] != 4:
-        yield _e(ctx, "E307", "/method/quantization/bits", "qlora means a 4-bit base",
-                 "for an 8-bit base use method.type: lora with quantization.bits: 8")
+    method = ctx.spec.method
+    if method.type == "full" and method.quantization is not None:
+        yield ctx.error("E306", "/method/quantization",
+                        "quantized (4/8-bit) weights cannot be trained directly: "
+                        "full fine-tuning needs 16/32-bit weights",
+                        "use method.type: qlora, or lora with quantization, or drop quantization")
+    if method.type == "qlora" and method.quantization is not None and method.quantization.bits != 4:
+        yield ctx.error("E307", "/method/quantization/bits", "qlora means a 4-bit base",
+                        "for an 8-bit base use method.type: lora with quantization.bits: 8")
 
 
-@rule
+@rule("E308", "E309")
 def method_blocks(ctx: Context) -> Iterator[Diagnostic]:
-    method = ctx.spec["method"]
-    kind = method["type"]
-    if method["lora"] is not None and kind not in LORA_METHODS:
-        yield _e(ctx, "E308", "/method/lora", f"method.lora is set but method.type is '{kind}'",
-                 "remove method.lora or use lora, qlora or dora")
-    if method["prompt"] is not None and kind not in PROMPT_METHODS:
-        yield _e(ctx, "E308", "/method/prompt", f"method.prompt is set but method.type is '{kind}'",
-                 "remove method.prompt or use prompt_tuning, p_tuning or prefix_tuning")
-    if method["adapter"] is not None and kind != "adapter":
-        yield _e(ctx, "E308", "/method/adapter", f"method.adapter is set but method.type is '{kind}'",
-                 "remove method.adapter or use method.type: adapter")
-    if kind == "adapter" and method["adapter"] is None:
-        yield _e(ctx, "E309", "/method", "method.type adapter needs method.adapter with a kind",
-                 "add method.adapter: {kind: ia3}  (ia3, loha, lokr or llama_adapter)")
+    method = ctx.spec.method
+    kind = method.type
+    if method.lora is not None and kind not in LORA_METHODS:
+        yield ctx.error("E308", "/method/lora", f"method.lora is set but method.type is '{kind}'",
+                        "remove method.lora or use lora, qlora or dora")
+    if method.prompt is not None and kind not in PROMPT_METHODS:
+        yield ctx.error("E308", "/method/prompt", f"method.prompt is set but method.type is '{kind}'",
+                        "remove method.prompt or use prompt_tuning, p_tuning or prefix_tuning")
+    if method.adapter is not None and kind != "adapter":
+        yield ctx.error("E308", "/method/adapter", f"method.adapter is set but method.type is '{kind}'",
+                        "remove method.adapter or use method.type: adapter")
+    if kind == "adapter" and method.adapter is None:
+        yield ctx.error("E309", "/method", "method.type adapter needs method.adapter with a kind",
+                        "add method.adapter: {kind: ia3}  (ia3, loha, lokr or llama_adapter)")
 
 
-@rule
+@rule("E317", "E318")
 def method_runtime_limits(ctx: Context) -> Iterator[Diagnostic]:
-    method = ctx.spec["method"]
-    kind = method["type"]
-    if kind == "prefix_tuning" and ctx.spec["training"]["gradient_checkpointing"]:
-        yield _e(ctx, "E317", "/training/gradient_checkpointing",
-                 "prefix_tuning cannot train with gradient checkpointing (transformers drops the prefix "
-                 "key/value cache when recomputing activations)", "set training.gradient_checkpointing: false")
-    adapter_kind = method["adapter"]["kind"] if method["adapter"] is not None else None
-    if adds_virtual_tokens(kind, adapter_kind) and ctx.spec["output"]["save"] != "adapter":
-        yield _e(ctx, "E318", "/output/save",
-                 f"{kind if kind != 'adapter' else 'llama_adapter'} adds virtual tokens and cannot be merged "
-                 "into the base weights", "set output.save: adapter")
+    method = ctx.spec.method
+    kind = method.type
+    if kind == "prefix_tuning" and ctx.spec.training.gradient_checkpointing:
+        yield ctx.error("E317", "/training/gradient_checkpointing",
+                        "prefix_tuning cannot train with gradient checkpointing (transformers drops the prefix "
+                        "key/value cache when recomputing activations)", "set training.gradient_checkpointing: false")
+    adapter_kind = method.adapter.kind if method.adapter is not None else None
+    if adds_virtual_tokens(kind, adapter_kind) and ctx.spec.output.save != "adapter":
+        yield ctx.error("E318", "/output/save",
+                        f"{kind if kind != 'adapter' else 'llama_adapter'} adds virtual tokens and cannot be merged "
+                        "into the base weights", "set output.save: adapter")
 
 
-@rule
+@rule("E311")
 def attention_kernel(ctx: Context) -> Iterator[Diagnostic]:
-    if ctx.spec["performance"]["attention"] != "flash_attention_2":
+    if ctx.spec.performance.attention != "flash_attention_2":
         return
-    if ctx.spec["training"]["precision"] == "fp32":
-        yield _e(ctx, "E311", "/performance/attention", "flash_attention_2 runs only in fp16 or bf16",
-                 "use training.precision: bf16, or attention: sdpa")
-    gpu = GPUS[ctx.spec["resources"]["gpu"]]
+    if ctx.spec.training.precision == "fp32":
+        yield ctx.error("E311", "/performance/attention", "flash_attention_2 runs only in fp16 or bf16",
+                        "use training.precision: bf16, or attention: sdpa")
+    gpu = GPUS[ctx.spec.resources.gpu]
     if not gpu.flash_attention_2:
-        yield _e(ctx, "E311", "/performance/attention",
-                 f"FlashAttention 2 does not support {gpu.name} ({gpu.architecture})", "use attention: sdpa")
+        yield ctx.error("E311", "/performance/attention",
+                        f"FlashAttention 2 does not support {gpu.name} ({gpu.architecture})", "use attention: sdpa")
 
 
-@rule
+@rule("E312", "W408")
 def deepspeed_offload(ctx: Context) -> Iterator[Diagnostic]:
-    ds = ctx.spec["performance"]["deepspeed"]
+    ds = ctx.spec.performance.deepspeed
     if ds is None:
         return
-    if ds["offload_params"] != "none" and ds["stage"] != 3:
-        yield _e(ctx, "E312", "/performance/deepspeed/offload_params",
-                 f"parameter offload needs ZeRO stage 3, not {ds['stage']}", "set deepspeed.stage: 3")
-    if ds["offload_optimizer"] != "none" and ds["stage"] == 0:
-        yield _e(ctx, "E312", "/performance/deepspeed/offload_optimizer",
-                 "optimizer offload needs ZeRO stage 1, 2 or 3", "set deepspeed.stage: 2")
-    offload = ds["offload_optimizer"] != "none" or ds["offload_params"] != "none"
-    if resolve.world_size(ctx.spec) == 1 and not offload:
-        yield _w(ctx, "W408", "/performance/deepspeed",
-                 "DeepSpeed ZeRO on one GPU without offload partitions nothing and only adds overhead",
-                 "use performance.deepspeed: null, or enable offload")
+    if ds.offload_params != "none" and ds.stage != 3:
+        yield ctx.error("E312", "/performance/deepspeed/offload_params",
+                        f"parameter offload needs ZeRO stage 3, not {ds.stage}", "set deepspeed.stage: 3")
+    if ds.offload_optimizer != "none" and ds.stage == 0:
+        yield ctx.error("E312", "/performance/deepspeed/offload_optimizer",
+                        "optimizer offload needs ZeRO stage 1, 2 or 3", "set deepspeed.stage: 2")
+    offload = ds.offload_optimizer != "none" or ds.offload_params != "none"
+    if ctx.plan.derived.world_size == 1 and not offload:
+        yield ctx.warning("W408", "/performance/deepspeed",
+                          "DeepSpeed ZeRO on one GPU without offload partitions nothing and only adds overhead",
+                          "use performance.deepspeed: null, or enable offload")
 
 
-@rule
+@rule("E313")
 def validation_shape(ctx: Context) -> Iterator[Diagnostic]:
-    validation = ctx.spec["data"]["validation"]
+    validation = ctx.spec.data.validation
     if validation is None:
         return
-    given = [k for k in ("fraction", "path") if validation[k] is not None]
+    given = [k for k in ("fraction", "path") if getattr(validation, k) is not None]
     if len(given) != 1:
-        yield _e(ctx, "E313", "/data/validation",
-                 "data.validation needs exactly one of 'fraction' and 'path'"
-                 + (", not both" if given else ""),
-                 "e.g. validation: {fraction: 0.1}  or  validation: {path: data/val.jsonl}")
-    if validation["format"] is not None and validation["path"] is None:
-        yield _e(ctx, "E313", "/data/validation/format", "validation.format applies only to validation.path")
+        yield ctx.error("E313", "/data/validation",
+                        "data.validation needs exactly one of 'fraction' and 'path'"
+                        + (", not both" if given else ""),
+                        "e.g. validation: {fraction: 0.1}  or  validation: {path: data/val.jsonl}")
+    if validation.format is not None and validation.path is None:
+        yield ctx.error("E313", "/data/validation/format", "validation.format applies only to validation.path")
 
 
-@rule
+@rule("E314")
 def early_stopping_needs_validation(ctx: Context) -> Iterator[Diagnostic]:
-    if ctx.spec["data"]["validation"] is None and ctx.spec["training"]["early_stopping"] is not None:
-        yield _e(ctx, "E314", "/training/early_stopping", "early stopping needs validation data",
-                 "set data.validation (e.g. {fraction: 0.1}) or training.early_stopping: null")
+    if ctx.spec.data.validation is None and ctx.spec.training.early_stopping is not None:
+        yield ctx.error("E314", "/training/early_stopping", "early stopping needs validation data",
+                        "set data.validation (e.g. {fraction: 0.1}) or training.early_stopping: null")
 
 
-@rule
+@rule(*k8s_rules.CODES)
 def kubernetes_output(ctx: Context) -> Iterator[Diagnostic]:
-    """E315, E350-E352 and W450-W453: what would make the Kubernetes manifests wrong (see k8s.rules)."""
-    for diag in kubernetes_problems(ctx.spec):
+    """What would make the Kubernetes manifests wrong (see `k8s.rules`), positioned in the spec file."""
+    for diag in k8s_rules.kubernetes_problems(ctx.plan):
         yield replace(diag, position=ctx.at(diag.pointer))
 
 
-@rule
+@rule("E316")
 def chat_template_format(ctx: Context) -> Iterator[Diagnostic]:
-    train = ctx.spec["data"]["train"]
-    if train["chat_template"] is not None and train["format"] != "chat":
-        yield _e(ctx, "E316", "/data/train/chat_template", "chat_template applies only to format: chat")
+    train = ctx.spec.data.train
+    if train.chat_template is not None and train.format != "chat":
+        yield ctx.error("E316", "/data/train/chat_template", "chat_template applies only to format: chat")
 
 
-@rule
+@rule("W401")
 def data_size(ctx: Context) -> Iterator[Diagnostic]:
     rows = ctx.rows
     if rows is None:
         return
-    kind = ctx.spec["method"]["type"]
-    if kind == "full" and rows < 100_000:
-        yield _w(ctx, "W401", "/data/train", f"full fine-tuning on {rows} rows: the seed's guidance is 100k+",
-                 "use a PEFT method such as lora for small data sets")
-    elif kind != "full" and rows < 1000:
-        yield _w(ctx, "W401", "/data/train", f"{kind} on {rows} rows: the seed's guidance is at least 1000")
+    kind = ctx.spec.method.type
+    if kind == "full" and rows < FULL_MIN_ROWS:
+        yield ctx.warning("W401", "/data/train",
+                          f"full fine-tuning on {rows} rows: it usually needs {_count(FULL_MIN_ROWS)} rows or more",
+                          "use a PEFT method such as lora for small data sets")
+    elif kind != "full" and rows < PEFT_MIN_ROWS:
+        yield ctx.warning("W401", "/data/train",
+                          f"{kind} on {rows} rows: at least {_count(PEFT_MIN_ROWS)} rows is the usual minimum")
 
 
-@rule
+@rule("W402")
 def validation_split(ctx: Context) -> Iterator[Diagnostic]:
-    validation = ctx.spec["data"]["validation"]
+    validation = ctx.spec.data.validation
     if validation is None:
-        yield _w(ctx, "W402", "/data/validation", "no validation data: overfitting cannot be seen",
-                 "hold out 10-20 %: data.validation: {fraction: 0.1}")
-    elif validation["fraction"] is not None and not 0.1 <= validation["fraction"] <= 0.2:
-        yield _w(ctx, "W402", "/data/validation/fraction",
-                 f"validation fraction {validation['fraction']} is outside the recommended 10-20 %")
+        yield ctx.warning("W402", "/data/validation", "no validation data: overfitting cannot be seen",
+                          "hold out 10-20 %: data.validation: {fraction: 0.1}")
+    elif validation.fraction is not None and not 0.1 <= validation.fraction <= 0.2:
+        yield ctx.warning("W402", "/data/validation/fraction",
+                          f"validation fraction {validation.fraction} is outside the recommended 10-20 %")
 
 
-@rule
+@rule("W403")
 def epochs_range(ctx: Context) -> Iterator[Diagnostic]:
-    training = ctx.spec["training"]
-    if training["max_steps"] is None and not 3 <= training["epochs"] <= 5:
-        yield _w(ctx, "W403", "/training/epochs", f"{training['epochs']} epochs: 3-5 are usually enough")
+    training = ctx.spec.training
+    if training.max_steps is None and not 3 <= training.epochs <= 5:
+        yield ctx.warning("W403", "/training/epochs", f"{_number(training.epochs)} epochs: 3-5 are usually enough")
 
 
-@rule
+@rule("W404")
 def early_stopping_present(ctx: Context) -> Iterator[Diagnostic]:
-    if ctx.spec["data"]["validation"] is not None and ctx.spec["training"]["early_stopping"] is None:
-        yield _w(ctx, "W404", "/training/early_stopping", "no early stopping: training may overfit",
-                 "training.early_stopping: {patience: 3}")
+    if ctx.spec.data.validation is not None and ctx.spec.training.early_stopping is None:
+        yield ctx.warning("W404", "/training/early_stopping", "no early stopping: training may overfit",
+                          "training.early_stopping: {patience: 3}")
 
 
-@rule
+@rule("W407")
 def best_model_reload(ctx: Context) -> Iterator[Diagnostic]:
-    training = ctx.spec["training"]
-    every = ctx.spec["checkpointing"]["every_steps"]
-    if training["early_stopping"] is not None and every % training["eval_every_steps"] != 0:
-        yield _w(ctx, "W407", "/checkpointing/every_steps",
-                 f"checkpoints every {every} steps do not fall on evaluations every "
-                 f"{training['eval_every_steps']} steps: the best model cannot be reloaded at the end, "
-                 "the final model is the last step's",
-                 "make checkpointing.every_steps a multiple of training.eval_every_steps")
+    training = ctx.spec.training
+    every = ctx.spec.checkpointing.every_steps
+    if training.early_stopping is not None and every % training.eval_every_steps != 0:
+        yield ctx.warning("W407", "/checkpointing/every_steps",
+                          f"checkpoints every {every} steps do not fall on evaluations every "
+                          f"{training.eval_every_steps} steps: the best model cannot be reloaded at the end, "
+                          "the final model is the last step's",
+                          "make checkpointing.every_steps a multiple of training.eval_every_steps")
 
 
-@rule
+@rule("W405")
 def learning_rate_range(ctx: Context) -> Iterator[Diagnostic]:
-    lr = ctx.spec["training"]["learning_rate"]
-    if ctx.spec["method"]["type"] == "full" and lr > 1e-4:
-        yield _w(ctx, "W405", "/training/learning_rate",
-                 f"learning rate {lr:g} is high for full fine-tuning (guidance: 1e-5)")
+    lr = ctx.spec.training.learning_rate
+    if ctx.spec.method.type == "full" and lr > FULL_MAX_LEARNING_RATE:
+        yield ctx.warning("W405", "/training/learning_rate",
+                          f"learning rate {lr:g} is high for full fine-tuning (it usually starts at "
+                          f"{FULL_LEARNING_RATE:g})")
 
 
-@rule
+@rule("W406")
 def spot_without_storage(ctx: Context) -> Iterator[Diagnostic]:
-    if ctx.spec["resources"]["spot"] and ctx.spec["checkpointing"]["storage"] is None:
-        yield _w(ctx, "W406", "/checkpointing/storage",
-                 "spot capacity without remote checkpoint storage: a preempted node loses its checkpoints",
-                 "set checkpointing.storage: {uri: s3://bucket/prefix}")
+    if ctx.spec.resources.spot and ctx.spec.checkpointing.storage is None:
+        yield ctx.warning("W406", "/checkpointing/storage",
+                          "spot capacity without remote checkpoint storage: a preempted node loses its checkpoints",
+                          "set checkpointing.storage: {uri: s3://bucket/prefix}")
 
 
-@rule
+@rule("W460")
 def estimated_memory_fits(ctx: Context) -> Iterator[Diagnostic]:
-    """W460: the estimated peak memory per GPU (`ftc estimate`, from the spec alone) exceeds the chosen GPU."""
-    result = spec_only_estimate(ctx.spec)
+    """The estimated peak memory per GPU (`ftc estimate`, from the spec alone) exceeds the chosen GPU."""
+    result = spec_only_estimate(ctx.plan.to_dict()["spec"])  # the estimate reads the spec as plain data today
     if isinstance(result, str) or result.status != NO_FIT:
         return
-    gpu = GPUS[ctx.spec["resources"]["gpu"]]
+    gpu = GPUS[ctx.spec.resources.gpu]
     if result.changes:
         hint = f"{result.changes[0].description} (estimated {result.changes[0].peak_gib:.1f} GiB)"
     elif result.cheapest is not None:
         hint = f"use {result.cheapest.fit.gpus} × {result.cheapest.fit.gpu}"
     else:
         hint = "run `ftc estimate` for the breakdown"
-    yield _w(ctx, "W460", "/resources/gpu",
-             f"estimated peak memory {result.memory.device_peak / 2**30:.1f} GiB per GPU does not fit {gpu.name} "
-             f"({gpu.memory_gib:g} GiB); see `ftc estimate`", hint)
+    yield ctx.warning("W460", "/resources/gpu",
+                      f"estimated peak memory {result.memory.device_peak / 2**30:.1f} GiB per GPU does not fit "
+                      f"{gpu.name} ({gpu.memory_gib:g} GiB); see `ftc estimate`", hint)
 
 
-def check(spec: dict[str, Any], raw: dict[str, Any], positions: Mapping[str, Position],
-          rows: int | None) -> list[Diagnostic]:
-    """Every cross-field problem of a resolved spec, ordered by position."""
-    ctx = Context(spec, raw, positions, rows)
+def check(plan: Plan, raw: dict[str, Any], positions: Mapping[str, Position], rows: int | None) -> list[Diagnostic]:
+    """Every cross-field problem of a plan, ordered by position.
+
+    `raw` is the spec as written and `positions` where each value is in the file; `rows` the number of
+    training rows when known. Raises AssertionError when a rule reports a code it did not declare.
+    """
+    ctx = Context(plan, raw, positions, rows)
     out: list[Diagnostic] = []
-    for fn in RULES:
-        out.extend(fn(ctx))
+    for each in RULES:
+        for diag in each.run(ctx):
+            if diag.code not in each.codes:
+                raise AssertionError(f"rule {each.name} reported {diag.code}, which it does not declare "
+                                     f"({', '.join(sorted(each.codes))})")
+            out.append(diag)
     return sort_diagnostics(out)

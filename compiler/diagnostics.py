@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
 
+from .codes import Severity, severity_of
 
-class Severity(str, Enum):
-    ERROR = "error"
-    WARNING = "warning"
+__all__ = ["Diagnostic", "Position", "Severity", "dumps", "error", "has_errors", "pointer_join", "warning"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class Position:
 class Diagnostic:
     """One problem found in a spec.
 
-    ``code`` is stable and documented (``E1xx`` load, ``E2xx`` schema, ``E3xx``/``W3xx`` checks);
+    ``code`` is one of `ftc.codes.CODES` (stable, listed in docs/diagnostics.md);
     ``pointer`` is an RFC 6901 JSON pointer into the spec ("" for the whole document).
     """
 
@@ -65,14 +63,23 @@ class Diagnostic:
         }
 
 
+def _registered(code: str, severity: Severity) -> str:
+    registered = severity_of(code)
+    if registered is not severity:
+        raise ValueError(f"{code} is registered with severity {registered.value}, not {severity.value}")
+    return code
+
+
 def error(code: str, pointer: str, message: str, position: Position | None = None,
           hint: str | None = None) -> Diagnostic:
-    return Diagnostic(Severity.ERROR, code, pointer, message, position, hint)
+    """An error diagnostic; `code` must be an error code of `ftc.codes.CODES`."""
+    return Diagnostic(Severity.ERROR, _registered(code, Severity.ERROR), pointer, message, position, hint)
 
 
 def warning(code: str, pointer: str, message: str, position: Position | None = None,
             hint: str | None = None) -> Diagnostic:
-    return Diagnostic(Severity.WARNING, code, pointer, message, position, hint)
+    """A warning diagnostic; `code` must be a warning code of `ftc.codes.CODES`."""
+    return Diagnostic(Severity.WARNING, _registered(code, Severity.WARNING), pointer, message, position, hint)
 
 
 def pointer_join(parent: str, key: str | int) -> str:

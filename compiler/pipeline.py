@@ -1,4 +1,4 @@
-"""The compile pipeline: load → validate → resolve → check → plan → render. No disk writes here."""
+"""The compile pipeline: load → validate → resolve → plan → check → render. No disk writes here."""
 
 from __future__ import annotations
 
@@ -32,22 +32,22 @@ def _strict(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
 
 
 def plan_spec(loaded: LoadedSpec, strict: bool = False) -> Compiled:
-    """Validate, resolve, check and plan a loaded spec."""
+    """Validate, resolve, plan and check a loaded spec; the plan is kept only when the check finds no error."""
     if loaded.data is None or loaded.diagnostics:
         return Compiled(list(loaded.diagnostics))
     problems = validate(loaded.data, loaded.positions, loaded.key_positions)
     if has_errors(problems):
         return Compiled(problems)
-    spec = resolve(loaded.data)
-    rows = count_rows(spec["data"]["train"]["path"])
+    plan = make_plan(resolve(loaded.data), loaded.source_sha256)
+    rows = count_rows(plan.spec.data.train.path)
     if rows is None:
-        rows = spec["data"]["num_examples"]
-    problems = problems + check(spec, loaded.data, loaded.positions, rows)
+        rows = plan.spec.data.num_examples
+    problems = problems + check(plan, loaded.data, loaded.positions, rows)
     if strict:
         problems = _strict(problems)
     if has_errors(problems):
         return Compiled(problems)
-    return Compiled(problems, make_plan(spec, loaded.source_sha256))
+    return Compiled(problems, plan)
 
 
 def compile_spec(path: str | os.PathLike[str], strict: bool = False) -> Compiled:

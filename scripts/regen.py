@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ftc import codes
 from ftc.pipeline import compile_spec
 from ftc.write import write_output
 from gen_spec_types import main as write_spec_types
@@ -14,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     status = write_spec_types()  # compiler/spec_types.py from the schema
+    (ROOT / "docs" / "diagnostics.md").write_text(codes.markdown(), encoding="utf-8")
     for spec in sorted((ROOT / "examples").glob("*.yaml")):
         result = compile_spec(spec)
         if result.plan is None:

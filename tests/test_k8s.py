@@ -386,7 +386,7 @@ def test_cache_pvc_backs_hf_home_and_the_output_under_it() -> None:
     vols = volumes(job)
     assert vols["hf-cache"] == {"name": "hf-cache", "persistentVolumeClaim": {"claimName": "hf-cache"}}
     assert "output" not in vols  # output.dir lies on the PVC
-    assert not [d for d in kubernetes_problems(plan.to_dict()["spec"]) if d.code == "W450"]
+    assert not [d for d in kubernetes_problems(plan) if d.code == "W450"]
 
 
 def test_service_account() -> None:
@@ -432,7 +432,7 @@ def test_output_dir_volumes() -> None:
 ])
 def test_spec_errors_are_reported_and_refused(overrides: dict, code: str, pointer: str) -> None:
     plan = make_plan(overrides)
-    problems = kubernetes_problems(plan.to_dict()["spec"])
+    problems = kubernetes_problems(plan)
     assert [(d.code, d.pointer) for d in problems if d.is_error] == [(code, pointer)]
     with pytest.raises(ValueError):
         render_kubernetes(plan, make_bundle(plan))
@@ -446,7 +446,7 @@ def test_spec_errors_are_reported_and_refused(overrides: dict, code: str, pointe
 ])
 def test_spec_warnings_do_not_block(overrides: dict, code: str) -> None:
     plan = make_plan(overrides)
-    problems = kubernetes_problems(plan.to_dict()["spec"])
+    problems = kubernetes_problems(plan)
     assert [d.code for d in problems] == [code]
     assert not problems[0].is_error
     assert render_kubernetes(plan, make_bundle(plan))
@@ -454,14 +454,14 @@ def test_spec_warnings_do_not_block(overrides: dict, code: str) -> None:
 
 def test_every_case_is_free_of_errors() -> None:
     for name, overrides in CASES.items():
-        problems = kubernetes_problems(make_plan(overrides).to_dict()["spec"])
+        problems = kubernetes_problems(make_plan(overrides))
         assert not [d for d in problems if d.is_error], name
 
 
 def test_no_kubernetes_section_renders_nothing() -> None:
     plan = make_plan({"kubernetes": None})
     assert render_kubernetes(plan, make_bundle(plan)) == {}
-    assert kubernetes_problems(plan.to_dict()["spec"]) == []
+    assert kubernetes_problems(plan) == []
 
 
 def test_targets_the_plan_cannot_use_are_not_rendered() -> None:

@@ -1,13 +1,18 @@
-"""Every semantic rule of the check stage has a passing and a failing spec."""
+"""Every code of the check stage and of the Kubernetes rules (`ftc.codes`) has a passing and a failing spec.
+
+Also: the rules report only the codes they declare, and docs/diagnostics.md is the registry's table.
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ftc.check import RULES
+from ftc import check as check_stage
+from ftc.codes import CODES, Severity, Stage, codes_of, markdown
+from ftc.diagnostics import Diagnostic, error, warning
 from specs import codes, plan_of, spec
 
 K8S = {"image": "ghcr.io/acme/train:1.0"}
@@ -77,32 +82,83 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("code", "passing", "failing"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_rule_passes_and_fails(code: str, passing: dict[str, Any], failing: dict[str, Any]) -> None:
-    good = plan_of(spec(**passing))
-    assert code not in codes(good), [d.format("spec") for d in good.diagnostics]
-    bad = plan_of(spec(**failing))
-    found = [d for d in bad.diagnostics if d.code == code]
-    assert found, [d.format("spec") for d in bad.diagnostics]
-    diag = found[0]
-    assert diag.pointer.startswith("/") and diag.message
-    assert diag.position is not None, "every rule points into the file"
-    if code.startswith("E"):
-        assert diag.is_error and not bad.ok and bad.plan is None
-    else:
-        assert not diag.is_error and bad.ok
-        assert not plan_of(spec(**failing), strict=True).ok, "--strict turns warnings into errors"
+CHECK_CODES = sorted(codes_of(Stage.CHECK, Stage.KUBERNETES))
 
 
-def test_every_emitted_code_has_a_case() -> None:
-    """Every check code written in the check stage (and the Kubernetes rules it runs) is exercised."""
-    root = Path(__file__).parent.parent / "compiler"
-    emitted = set()
-    for source in (root / "check.py", root / "k8s" / "rules.py"):
-        emitted |= set(re.findall(r'"([EW][34]\d\d)"', source.read_text()))
-    assert len(emitted) >= 25
-    assert emitted <= {c[0] for c in CASES}, sorted(emitted - {c[0] for c in CASES})
-    assert len(RULES) >= 15
+@pytest.mark.parametrize("code", CHECK_CODES)
+def test_rule_passes_and_fails(code: str) -> None:
+    cases = [(passing, failing) for c, passing, failing in CASES if c == code]
+    assert cases, f"{code} ({CODES[code].summary}) has no passing and failing case in CASES"
+    for passing, failing in cases:
+        good = plan_of(spec(**passing))
+        assert code not in codes(good), [d.format("spec") for d in good.diagnostics]
+        bad = plan_of(spec(**failing))
+        found = [d for d in bad.diagnostics if d.code == code]
+        assert found, [d.format("spec") for d in bad.diagnostics]
+        diag = found[0]
+        assert diag.pointer.startswith("/") and diag.message
+        assert diag.position is not None, "every rule points into the file"
+        assert diag.severity is CODES[code].severity
+        if diag.is_error:
+            assert not bad.ok and bad.plan is None
+        else:
+            assert bad.ok
+            assert not plan_of(spec(**failing), strict=True).ok, "--strict turns warnings into errors"
+
+
+def test_every_case_is_a_check_code() -> None:
+    assert {c for c, _, _ in CASES} <= set(CHECK_CODES), sorted({c for c, _, _ in CASES} - set(CHECK_CODES))
+
+
+def test_the_rules_declare_exactly_the_check_codes() -> None:
+    declared = set().union(*(each.codes for each in check_stage.RULES))
+    assert declared == set(CHECK_CODES)
+
+
+def _rules(monkeypatch: pytest.MonkeyPatch, declared: str, reported: str) -> None:
+    def reports(ctx: check_stage.Context) -> Iterator[Diagnostic]:
+        yield ctx.error(reported, "/training", "a problem")
+    monkeypatch.setattr(check_stage, "RULES", [check_stage.Rule("reports", frozenset({declared}), reports)])
+
+
+def test_check_refuses_a_code_its_rule_does_not_declare(monkeypatch: pytest.MonkeyPatch) -> None:
+    _rules(monkeypatch, declared="E301", reported="E302")
+    with pytest.raises(AssertionError, match="rule reports reported E302, which it does not declare"):
+        plan_of(spec())
+    _rules(monkeypatch, declared="E302", reported="E302")
+    assert codes(plan_of(spec())) == ["E302"]
+
+
+def test_a_rule_declares_only_registered_codes() -> None:
+    with pytest.raises(ValueError, match="E399"):
+        check_stage.rule("E301", "E399")
+    with pytest.raises(ValueError, match="none given"):
+        check_stage.rule()
+
+
+def test_diagnostics_carry_only_registered_codes_of_their_severity() -> None:
+    assert error("E301", "/", "m").severity is Severity.ERROR
+    assert warning("W401", "/", "m").severity is Severity.WARNING
+    with pytest.raises(KeyError, match="E399 is not a diagnostic code"):
+        error("E399", "/", "m")
+    with pytest.raises(ValueError, match="W401 is registered with severity warning"):
+        error("W401", "/", "m")
+    with pytest.raises(ValueError, match="E301 is registered with severity error"):
+        warning("E301", "/", "m")
+
+
+def test_the_registry_is_consistent() -> None:
+    for code, entry in CODES.items():
+        assert entry.code == code
+        assert entry.severity is {"E": Severity.ERROR, "W": Severity.WARNING}[code[0]]
+        assert entry.summary and "\n" not in entry.summary and "|" not in entry.summary, code
+
+
+def test_docs_list_every_code_as_the_registry_renders_it() -> None:
+    docs = Path(__file__).parent.parent / "docs" / "diagnostics.md"
+    assert docs.read_text(encoding="utf-8") == markdown(), "run scripts/regen.py to rewrite docs/diagnostics.md"
+    for code, entry in CODES.items():
+        assert f"| {code} | {entry.severity.value} | {entry.summary} |" in markdown()
 
 
 def test_rule_diagnostic_points_at_the_offending_line() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
-from ftc.load import load_spec_text
+import pytest
+from ftc.codes import CODES, Stage, codes_of
+from ftc.load import MAX_BYTES, load_spec, load_spec_text
 from ftc.pipeline import plan_spec
 
 BAD = textwrap.dedent("""\
@@ -90,3 +93,54 @@ def test_valid_spec_has_no_errors() -> None:
     diags = _diags("apiVersion: ftc/v1\nkind: FineTune\nmetadata: {name: ok}\nmodel: {name_or_path: m}\n"
                    "data: {train: {path: t.jsonl}, num_examples: 5000}\n")
     assert not [d for d in diags if d.is_error]
+
+
+VALID = ("apiVersion: ftc/v1\nkind: FineTune\nmetadata: {name: ok}\nmodel: {name_or_path: m}\n"
+         "data: {train: {path: t.jsonl}, num_examples: 5000}\n")
+
+# A spec that each schema code of `ftc.codes` reports, as (pointer, lines appended to VALID).
+SCHEMA_CASES: dict[str, tuple[str, str]] = {
+    "E201": ("/trainin", "trainin: {}\n"),
+    "E202": ("/training/epochs", "training: {epochs: three}\n"),
+    "E203": ("/method/type", "method: {type: lorra}\n"),
+    "E204": ("/kubernetes", "kubernetes: {namespace: ml}\n"),
+    "E205": ("/kubernetes/image", "kubernetes: {image: 'UPPER/Case'}\n"),
+    "E206": ("/training/epochs", "training: {epochs: -1}\n"),
+    "E207": ("/monitoring/report_to", "monitoring: {report_to: [wandb, wandb]}\n"),
+    "E208": ("/method/lora/target_modules", "method: {type: lora, lora: {target_modules: 5}}\n"),
+}
+
+# Input that each load code of `ftc.codes` reports.
+LOAD_CASES: dict[str, bytes] = {
+    "E102": b"#" * (MAX_BYTES + 1),
+    "E103": b"apiVersion: ftc/v1\0\n",
+    "E104": b"",
+    "E105": b"kind: [FineTune\n",
+    "E106": b"kind: FineTune\nkind: FineTune\n",
+    "E107": b"kind: !!python/name:os.system x\n",
+    "E108": b"a: &a [x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n".encode() for p, c in zip("abcdefgh", "bcdefghi", strict=True)),
+    "E109": b"a: " + b"[" * 100 + b"]" * 100 + b"\n",
+    "E110": b"kind: FineTune\n---\nkind: FineTune\n",
+    "E111": b"- a\n- b\n",
+    "E112": b"1: a\n",
+}
+
+
+@pytest.mark.parametrize("code", sorted(codes_of(Stage.SCHEMA)))
+def test_every_schema_code_is_reported(code: str) -> None:
+    assert code in SCHEMA_CASES, f"{code} ({CODES[code].summary}) has no case"
+    pointer, lines = SCHEMA_CASES[code]
+    assert not [d for d in _diags(VALID) if d.is_error]
+    assert (code, pointer) in {(d.code, d.pointer) for d in _diags(VALID + lines)}
+
+
+@pytest.mark.parametrize("code", sorted(codes_of(Stage.LOAD)))
+def test_every_load_code_is_reported(code: str, tmp_path: Path) -> None:
+    if code == "E101":
+        loaded = load_spec(tmp_path / "missing.yaml")
+    else:
+        assert code in LOAD_CASES, f"{code} ({CODES[code].summary}) has no case"
+        loaded = load_spec_text(LOAD_CASES[code])
+    assert [d.code for d in loaded.diagnostics] == [code]
+    assert loaded.data is None

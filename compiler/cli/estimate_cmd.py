@@ -13,8 +13,7 @@ import click
 
 from ..diagnostics import Diagnostic, error
 from ..gpus import GPUS
-
-EXIT_SPEC = 1
+from . import EXIT_SPEC
 
 
 def _report(diagnostics: list[Diagnostic], filename: str) -> None:

@@ -12,10 +12,8 @@ import click
 
 from .. import __version__
 from ..diagnostics import Diagnostic, dumps
-
-EXIT_SPEC = 1
-EXIT_USAGE = 2
-METHODS = ("full", "lora", "qlora", "dora", "adapter", "prompt_tuning", "p_tuning", "prefix_tuning")
+from ..runtime.method_traits import METHOD_NAMES
+from . import EXIT_SPEC
 
 
 def _report(diagnostics: list[Diagnostic], filename: str) -> None:
@@ -100,7 +98,7 @@ def validate_cmd(spec: str, strict: bool, as_json: bool, k8s: bool) -> None:
     result = plan_spec(load_spec(spec), strict=strict)
     diagnostics = list(result.diagnostics)
     if k8s and result.plan is not None:
-        from ..k8s_validate import validate_kubernetes
+        from ..k8s.validate import validate_kubernetes
 
         diagnostics += validate_kubernetes(result.plan)
     ok = not any(d.is_error for d in diagnostics)
@@ -132,7 +130,7 @@ Examples:
   ftc init --method qlora -o spec.yaml
   ftc init --method full --name my-full-ft > spec.yaml
 """)
-@click.option("--method", type=click.Choice(METHODS), default="lora", show_default=True,
+@click.option("--method", type=click.Choice(METHOD_NAMES), default="lora", show_default=True,
               help="Fine-tuning method of the starter spec.")
 @click.option("--name", default="my-finetune", show_default=True, help="metadata.name of the job.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,

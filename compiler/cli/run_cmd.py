@@ -14,8 +14,7 @@ import sys
 import click
 
 from ..runtime.exitcodes import ENVIRONMENT_ERROR
-
-EXIT_SPEC = 1
+from . import EXIT_SPEC
 
 
 @click.command("run", context_settings={"help_option_names": ["-h", "--help"]}, epilog="""\b

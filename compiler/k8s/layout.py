@@ -36,7 +36,6 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 FILES_DIR = "/opt/ftc"
 WORK_DIR = "/workspace"
@@ -131,10 +130,9 @@ def output_dir(path: str) -> OutputDir:
     return OutputDir(absolute, True, "output")
 
 
-def output_is_persistent(spec: Mapping[str, Any]) -> bool:
+def output_is_persistent(output_dir: str, cache_pvc: str | None) -> bool:
     """True when output.dir survives the pod (it lies on the cache PVC)."""
-    k8s = spec["kubernetes"]
-    return k8s["cache_pvc"] is not None and _under(absolute_path(spec["output"]["dir"]), HF_HOME)
+    return cache_pvc is not None and _under(absolute_path(output_dir), HF_HOME)
 
 
 # How `resources.spot` selects spot capacity per provider: node selector and tolerations.

@@ -165,7 +165,7 @@ def render_kubernetes(plan: Plan, bundle: Mapping[str, str], header: str | None 
         raise ValueError(f"kubernetes.target {k8s.target} needs Kubernetes {target.floor_text} or newer")
     if plan.spec.resources.nodes > 1 and not target.multi_node:
         raise ValueError(f"kubernetes.target {k8s.target} runs one node, the plan has {plan.spec.resources.nodes}")
-    errors = [d for d in kubernetes_problems(plan.to_dict()["spec"]) if d.is_error]
+    errors = [d for d in kubernetes_problems(plan) if d.is_error]
     if errors:
         raise ValueError("; ".join(f"{d.pointer}: {d.message}" for d in errors))
     if "train.py" not in bundle:
