@@ -168,7 +168,7 @@ def content_hash(spec: dict[str, Any]) -> str:
 
 
 def make_plan(spec: dict[str, Any], spec_sha256: str) -> Plan:
-    """The frozen plan of a resolved, checked spec."""
+    """The frozen plan of a resolved spec (the check stage reads it next)."""
     digest = content_hash(spec)
     derived = Derived(
         world_size=resolve.world_size(spec),
