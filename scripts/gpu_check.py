@@ -147,6 +147,7 @@ def run_case(case: str, work: Path, model_dir: Path, shape: dict[str, int], seq:
     import torch
     from ftc import runtime
     from ftc.estimate import EstimateError, estimate
+    from ftc.plan import Plan
     from ftc.render.trainer_args import training_arguments
     from transformers import TrainerCallback
 
@@ -155,7 +156,7 @@ def run_case(case: str, work: Path, model_dir: Path, shape: dict[str, int], seq:
     plan = make_plan(case, model_dir, work / f"out-{case}", seq, steps)
     outcome = Outcome(case, "ok")
     try:
-        memory = estimate(plan["spec"], local_files=True).memory  # reads the model's config.json
+        memory = estimate(Plan.from_dict(plan), local_files=True).memory  # reads the model's config.json
         outcome.estimate_allocated_gib = round(memory.allocated_peak / GIB, 4)
         outcome.estimate_device_gib = round(memory.device_peak / GIB, 4)
     except EstimateError as error:

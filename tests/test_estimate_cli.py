@@ -17,9 +17,10 @@ from ftc.estimate.fit import FITS, NO_FIT, TIGHT, status_of
 from ftc.estimate.memory import GIB
 from ftc.estimate.throughput import PriceError, builtin_prices, flops_per_token, load_prices
 from ftc.estimate.tokens import BYTES_PER_TOKEN, expected_max, measure_file, row_tokens
-from ftc.estimate.workload import from_spec
+from ftc.estimate.workload import from_plan
 from ftc.gpus import GPUS
 from ftc.pipeline import compile_spec
+from ftc.plan import Plan, make_plan
 from ftc.resolve import resolve
 from specs import spec as make_spec
 
@@ -45,8 +46,9 @@ def _write(tmp_path: Path, data: dict[str, Any], name: str = "spec.yaml") -> Pat
     return path
 
 
-def resolved(**changes: Any) -> dict[str, Any]:
-    return resolve(make_spec(**changes))
+def planned(**changes: Any) -> Plan:
+    """The plan of the test spec with `changes` (dotted paths), through the real resolve and plan stages."""
+    return make_plan(resolve(make_spec(**changes)), "")
 
 
 def test_json_has_the_documented_keys(cli: click.Group) -> None:
@@ -65,7 +67,7 @@ def test_json_has_the_documented_keys(cli: click.Group) -> None:
     assert data["trainable_parameters"] == 8_388_608
 
 
-def test_text_report_has_the_seed_shaped_table(cli: click.Group) -> None:
+def test_text_report_ends_with_a_sizing_table_row(cli: click.Group) -> None:
     code, out, _ = _run(cli, "estimate", str(ROOT / "examples" / "qlora-24gb.yaml"))
     assert code == 0
     assert "Peak memory per GPU" in out and "GPU fit" in out and "Time and cost" in out
@@ -147,19 +149,19 @@ def test_local_data_is_counted_from_the_file(tmp_path: Path) -> None:
     assert size is not None and size.rows == 31 and size.lengths == (214,) * 30 and size.exact_lengths
     chat = {"messages": [{"role": "user", "content": "é" * 10}, {"role": "assistant", "content": "ok"}]}
     assert row_tokens(chat, "chat") == round(22 / BYTES_PER_TOKEN) + 2 * 5  # UTF-8 bytes, not characters
-    spec = resolved(**{"data.train": {"path": str(data)}, "data.num_examples": None})
-    result = estimate(spec, local_files=True)
+    plan = planned(**{"data.train": {"path": str(data)}, "data.num_examples": None})
+    result = estimate(plan, local_files=True)
     assert result.data is not None and "counted from" in result.data.source
-    only = spec_only_estimate(spec)  # what compile uses: it reads no files
+    only = spec_only_estimate(plan)  # what compile uses: it reads no files
     assert not isinstance(only, str) and only.data is None
 
 
 def test_declared_size_and_the_assumed_length() -> None:
-    declared = estimate(resolved(**{"data.avg_tokens_per_example": 300}), local_files=False)
+    declared = estimate(planned(**{"data.avg_tokens_per_example": 300}), local_files=False)
     assert declared.data is not None and declared.data.lengths == (300,)
-    assumed = estimate(resolved(), local_files=False)
+    assumed = estimate(planned(), local_files=False)
     assert assumed.data is not None and "assumed" in assumed.data.source
-    unknown = estimate(resolved(**{"data.num_examples": None}), local_files=False)
+    unknown = estimate(planned(**{"data.num_examples": None}), local_files=False)
     assert unknown.chosen.time is None and unknown.chosen.on_demand is None
 
 
@@ -169,18 +171,18 @@ def test_expected_padded_length_of_a_micro_batch() -> None:
 
 
 def test_flops_per_token_by_method() -> None:
-    spec = resolved(**{"training.gradient_checkpointing": False})
+    plan = planned(**{"training.gradient_checkpointing": False})
     from ftc.estimate.models import CATALOG
     from ftc.estimate.params import active_params
 
     arch = CATALOG["meta-llama/Llama-2-7b-hf"]
-    lora = from_spec(spec, arch)
+    lora = from_plan(plan, arch)
     matmul = 2 * active_params(arch)
     attention = 4 * 32 * 4096 * 1000 * 0.5  # causal flash attention over 1000 keys
     total, forward = flops_per_token(lora, 1000)
     assert forward == matmul + attention
     assert total == forward + matmul + 2 * attention  # frozen weights: input gradients only
-    full = from_spec(resolve(make_spec(**{"method.type": "full", "training.gradient_checkpointing": True})), arch)
+    full = from_plan(planned(**{"method.type": "full", "training.gradient_checkpointing": True}), arch)
     total_full, _ = flops_per_token(full, 1000)
     assert total_full == forward + 2 * matmul + 2 * attention + forward  # weight gradients + recompute
 
@@ -192,9 +194,9 @@ def test_status_thresholds() -> None:
 
 
 def test_zero3_fit_table_finds_the_fewest_gpus() -> None:
-    spec = resolved(**{"method.type": "full", "performance.deepspeed": {"stage": 3}, "resources.gpus_per_node": 2,
-                       "resources.gpu": "A100-80GB", "data.num_examples": 200000})
-    result = estimate(spec, local_files=False)
+    plan = planned(**{"method.type": "full", "performance.deepspeed": {"stage": 3}, "resources.gpus_per_node": 2,
+                      "resources.gpu": "A100-80GB", "data.num_examples": 200000})
+    result = estimate(plan, local_files=False)
     rows = {r.fit.gpu: r.fit for r in result.rows}
     assert rows["A100-80GB"].gpus == 2 and rows["A100-80GB"].status == FITS
     assert rows["A100-40GB"].gpus > 2 and rows["A100-40GB"].status == FITS
@@ -213,11 +215,47 @@ def test_compile_writes_a_deterministic_estimate_json() -> None:
 
 
 def test_changes_combine_when_no_single_one_fits() -> None:
-    spec = resolved(**{"model.name_or_path": "meta-llama/Llama-2-70b-hf", "method.type": "full",
-                       "resources.gpu": "H100-80GB", "resources.gpus_per_node": 8})
-    result = estimate(spec, local_files=False)
+    plan = planned(**{"model.name_or_path": "meta-llama/Llama-2-70b-hf", "method.type": "full",
+                      "resources.gpu": "H100-80GB", "resources.gpus_per_node": 8})
+    result = estimate(plan, local_files=False)
     assert result.status == NO_FIT and len(result.changes) == 1
     (change,) = result.changes
     assert change.status == FITS and "stage: 3" in change.description and "offload" in change.description
     assert "method.type" not in change.description  # full fine-tuning is kept when partitioning suffices
     assert result.cheapest is None  # without ZeRO nothing in the catalog holds 70B full fine-tuning
+
+
+@pytest.mark.parametrize(("spec_method", "suggested", "gpu"), [("full", "lora", "A10G"), ("lora", "qlora", "T4")])
+def test_a_method_change_is_estimated_with_the_schema_defaults(spec_method: str, suggested: str, gpu: str) -> None:
+    """`use method.type: X` is estimated as the spec the user gets by writing just that: the method's
+    settings (LoRA rank and targets, the 4-bit quantization) come from the schema's defaults."""
+    result = estimate(planned(**{"method.type": spec_method, "resources.gpu": gpu}), local_files=False)
+    (change,) = (c for c in result.changes if c.description.startswith(f"use method.type: {suggested} "))
+    written = planned(**{"method.type": suggested, "resources.gpu": gpu})
+    assert written.spec.method.lora is not None and written.spec.method.lora.target_modules != "all-linear"
+    assert change.peak_gib == pytest.approx(estimate(written, local_files=False).memory.device_peak / GIB)
+
+
+def test_world_size_and_global_batch_come_from_the_plan() -> None:
+    plan = planned(**{"resources.nodes": 2, "resources.gpus_per_node": 4, "training.micro_batch_size": 2,
+                      "training.gradient_accumulation_steps": 3})
+    result = estimate(plan, local_files=False)
+    assert result.workload.world_size == plan.derived.world_size == 8
+    assert result.chosen.fit.gpus == 8 and result.chosen.time is not None
+    assert plan.derived.global_batch_size == 48
+    # one GPU accumulating eight times as long takes the same 48 rows per optimizer step
+    one_gpu = estimate(planned(**{"training.micro_batch_size": 2, "training.gradient_accumulation_steps": 24}),
+                       local_files=False)
+    assert one_gpu.chosen.time is not None and one_gpu.workload.world_size == 1
+    assert result.chosen.time.steps == one_gpu.chosen.time.steps
+    smaller = estimate(planned(**{"resources.nodes": 2, "resources.gpus_per_node": 4, "training.micro_batch_size": 2,
+                                  "training.gradient_accumulation_steps": 1}), local_files=False)
+    assert smaller.chosen.time is not None and smaller.chosen.time.steps > result.chosen.time.steps
+
+
+def test_check_and_compile_share_one_estimate() -> None:
+    """The check stage passes its resolved spec, compile the plan made from it: one computation."""
+    spec = resolve(make_spec(**{"model.name_or_path": "meta-llama/Llama-2-13b-hf"}))
+    from_check = spec_only_estimate(spec)
+    assert from_check is spec_only_estimate(make_plan(spec, "sha"))
+    assert not isinstance(from_check, str) and from_check.plan.spec.model.name_or_path.endswith("13b-hf")

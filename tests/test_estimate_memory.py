@@ -18,6 +18,7 @@ from ftc.estimate.memory import (
 from ftc.estimate.models import CATALOG
 from ftc.estimate.params import Linear, base_counts, trainable
 from ftc.estimate.workload import RUNTIME, Stack, Workload
+from ftc.plan import Lora, Method, Targets
 
 LLAMA7B = CATALOG["meta-llama/Llama-2-7b-hf"]
 P = 6_738_415_616  # Llama-2-7B parameters
@@ -25,8 +26,12 @@ LINEAR = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)  # what bitsandbytes quantize
 HID, INTER, VOCAB, LAYERS = 4096, 11008, 32000, 32
 
 
-def lora(targets: object = ("q_proj", "v_proj"), kind: str = "lora") -> dict[str, object]:
-    return {"type": kind, "lora": {"r": 8, "target_modules": targets, "bias": "none", "modules_to_save": []}}
+def lora(targets: Targets = ("q_proj", "v_proj"), kind: str = "lora") -> Method:
+    settings = Lora(r=8, alpha=16, dropout=0.05, target_modules=targets, bias="none", rslora=False, modules_to_save=())
+    return Method(kind, settings, None, None, None)
+
+
+FULL = Method("full", None, None, None, None)
 
 
 def workload(**changes: object) -> Workload:
@@ -87,7 +92,7 @@ def test_adapter_gradients_optimizer_and_step_temporaries() -> None:
 
 
 def test_full_fine_tuning_mixed_and_deepspeed() -> None:
-    full = trainable(LLAMA7B, {"type": "full"})
+    full = trainable(LLAMA7B, FULL)
     mixed = estimate_memory(workload(method="full", trainable=full)).phases
     assert mixed["backward"]["weights"] == 4 * P  # fp32 weights under autocast
     assert mixed["backward"]["gradients"] == 4 * P
@@ -112,7 +117,7 @@ def test_full_fine_tuning_mixed_and_deepspeed() -> None:
 
 
 def test_offload_moves_states_to_cpu() -> None:
-    full = trainable(LLAMA7B, {"type": "full"})
+    full = trainable(LLAMA7B, FULL)
     base = dict(method="full", trainable=full, mode="deepspeed", zero_stage=3, world_size=2, gpus_per_node=2)
     memory = estimate_memory(workload(**base, offload_optimizer=True))
     assert memory.phases["backward"]["optimizer"] == memory.phases["backward"]["master_weights"] == 0
@@ -167,7 +172,7 @@ def test_peak_is_the_largest_phase_plus_context_and_reserve() -> None:
     assert sum(memory.breakdown().values()) == pytest.approx(memory.device_peak)
     assert estimate_memory(workload(world_size=2, gpus_per_node=2)).context == CUDA_CONTEXT_BYTES + NCCL_BYTES
     # full fine-tuning with a foreach AdamW peaks in the optimizer step
-    full = estimate_memory(workload(method="full", trainable=trainable(LLAMA7B, {"type": "full"}), grad_ckpt=True))
+    full = estimate_memory(workload(method="full", trainable=trainable(LLAMA7B, FULL), grad_ckpt=True))
     assert full.peak_phase == "optimizer_step"
 
 

@@ -1,4 +1,5 @@
-"""The estimate against published peak-memory measurements (tests/data/memref-public.csv), and the seed's table.
+"""The estimate against published peak-memory measurements (tests/data/memref-public.csv), and a commonly quoted
+Llama-2-7B sizing table (full fine-tuning 112 GB on 2×A100 80GB, LoRA 24 GB, QLoRA 12 GB).
 
 One model with shared constants for every row; the rows differ only in what their sources ran and
 measured (ftc.estimate.memref). The CSV and its provenance are in tests/data/.
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 from ftc.estimate import memref
 from ftc.estimate.baselines import accelerate_peak, deepspeed_zero2, deepspeed_zero3
+from ftc.estimate.llama2_reference import TABLE, explain
 from ftc.estimate.models import CATALOG
-from ftc.estimate.seed import SEED, explain
 
 CSV = Path(__file__).resolve().parent / "data" / "memref-public.csv"
 
@@ -72,9 +73,9 @@ def test_rows_must_match_the_catalog() -> None:
         memref.to_row({**fields, "source": "somewhere else"})
 
 
-def test_seed_rows_are_explained() -> None:
+def test_llama2_sizing_table_rows_are_explained() -> None:
     explanations = {e.row.method: e for e in explain()}
-    assert list(explanations) == [row.method for row in SEED]
+    assert list(explanations) == [row.method for row in TABLE]
     for e in explanations.values():
         assert e.matches, f"{e.row.method}: no batch/sequence/checkpointing assumption reproduces it"
         best = e.matches[0]

@@ -18,6 +18,7 @@ from ftc.estimate.models import (
     resolve_architecture,
 )
 from ftc.estimate.params import base_counts, trainable
+from ftc.plan import Adapter, Architecture, Lora, Method, Model, Prompt
 
 # Published parameter counts (model cards / safetensors metadata).
 PUBLISHED = {
@@ -136,6 +137,21 @@ def _method(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _typed(method: dict[str, Any]) -> Method:
+    """The plan's `method` section for one of the dicts above."""
+    lora = method["lora"]
+    adapter = method["adapter"]
+    return Method(
+        type=method["type"],
+        lora=None if lora is None else Lora(
+            r=lora["r"], alpha=16, dropout=0.05, bias=lora["bias"], rslora=False, modules_to_save=(),
+            target_modules=lora["target_modules"] if isinstance(lora["target_modules"], str)
+            else tuple(lora["target_modules"])),
+        quantization=None,
+        adapter=None if adapter is None else Adapter(**adapter),
+        prompt=None if method["prompt"] is None else Prompt(**method["prompt"]))
+
+
 def _peft_config(method: dict[str, Any]) -> Any:
     """The PEFT config the runtime builds (ftc.runtime.methods), for a resolved method section."""
     import peft
@@ -189,7 +205,7 @@ def test_trainable_counts_equal_peft(model_type: str) -> None:
         if (model_type, label) in UNSUPPORTED or (label == "llama_adapter" and model_type != "llama") or (
                 label == "lora-qv" and model_type in ("falcon", "phi3")):
             continue
-        ours = trainable(arch, method).params
+        ours = trainable(arch, _typed(method)).params
         assert ours == _peft_trainable(config, _peft_config(method)), (model_type, label)
         checked += 1
     assert checked >= 7
@@ -199,7 +215,7 @@ def test_adapters_without_peft_defaults_are_explained() -> None:
     config = _tiny_configs()["phi3"]
     arch = from_config(config.to_dict(), "phi3")
     with pytest.raises(EstimateError, match="target_modules"):
-        trainable(arch, _method({"type": "adapter", "adapter": {"kind": "ia3"}}))
+        trainable(arch, _typed(_method({"type": "adapter", "adapter": {"kind": "ia3"}})))
 
 
 def test_lookup_by_name_variant_and_path(tmp_path: Path) -> None:
@@ -212,20 +228,24 @@ def test_lookup_by_name_variant_and_path(tmp_path: Path) -> None:
 
 
 def test_architecture_from_spec_then_local_config_then_catalog(tmp_path: Path) -> None:
-    spec_arch = {"hidden_size": 64, "num_layers": 2, "num_attention_heads": 4, "num_key_value_heads": None,
-                 "intermediate_size": 128, "vocab_size": 300, "tie_word_embeddings": False}
-    written = resolve_architecture({"name_or_path": "meta-llama/Llama-2-7b-hf", "architecture": spec_arch}, True)
+    def model(name: str, architecture: Architecture | None = None) -> Model:
+        return Model(name_or_path=name, revision=None, tokenizer=None, trust_remote_code=False,
+                     architecture=architecture)
+
+    spec_arch = Architecture(hidden_size=64, num_layers=2, num_attention_heads=4, num_key_value_heads=None,
+                             intermediate_size=128, vocab_size=300, tie_word_embeddings=False)
+    written = resolve_architecture(model("meta-llama/Llama-2-7b-hf", spec_arch), True)
     assert (written.hidden_size, written.num_key_value_heads, written.head_dim) == (64, 4, 16)
     model_dir = tmp_path / "my-model"
     model_dir.mkdir()
     (model_dir / "config.json").write_text(json.dumps({
         "model_type": "qwen", "hidden_size": 2048, "num_hidden_layers": 24, "num_attention_heads": 16,
         "intermediate_size": 11008, "vocab_size": 151936}))
-    local = resolve_architecture({"name_or_path": str(model_dir), "architecture": None}, True)
+    local = resolve_architecture(model(str(model_dir)), True)
     assert local.intermediate_size == 5504 and local.family == "qwen"  # Qwen v1 counts w1 + w2
     assert base_counts(local).total == base_counts(CATALOG["Qwen/Qwen-1_8B"]).total
     with pytest.raises(ArchitectureError, match="not in the built-in catalog"):
-        resolve_architecture({"name_or_path": str(model_dir), "architecture": None}, False)
+        resolve_architecture(model(str(model_dir)), False)
     (model_dir / "config.json").write_text("{not json")
     with pytest.raises(ArchitectureError, match="cannot read"):
-        resolve_architecture({"name_or_path": str(model_dir), "architecture": None}, True)
+        resolve_architecture(model(str(model_dir)), True)

@@ -17,6 +17,7 @@ from ftc.estimate.memory import layer_bytes_per_token
 from ftc.estimate.models import from_config
 from ftc.estimate.params import trainable
 from ftc.estimate.workload import Workload
+from ftc.plan import Lora, Method
 
 TOKENS = 509  # prime: activations have a multiple of it elements, weights do not
 SHAPE = dict(hidden_size=256, intermediate_size=688, num_attention_heads=4, num_key_value_heads=2, vocab_size=512)
@@ -74,8 +75,10 @@ def test_one_block_keeps_what_the_estimate_counts(method: str, targets: list[str
         measured = (_saved_bytes(_model(2, method, targets, attention, ckpt))
                     - _saved_bytes(_model(1, method, targets, attention, ckpt))) / TOKENS
     arch = from_config(LlamaConfig(num_hidden_layers=2, **SHAPE).to_dict(), "tiny")
-    spec = {"type": method, "lora": {"r": 8, "target_modules": targets, "bias": "none", "modules_to_save": []}}
-    w = Workload(arch=arch, method=method, trainable=trainable(arch, spec), precision="bf16", mode="autocast",
+    settings = Lora(r=8, alpha=16, dropout=0.0, target_modules=tuple(targets), bias="none", rslora=False,
+                    modules_to_save=())
+    counted = trainable(arch, Method(method, settings, None, None, None))
+    w = Workload(arch=arch, method=method, trainable=counted, precision="bf16", mode="autocast",
                  attention="flash_attention_2" if attention == "sdpa" else attention, micro_batch=1,
                  seq_len=TOKENS, grad_ckpt=ckpt)
     if ckpt:

@@ -59,9 +59,8 @@ def estimate_cmd(spec: str, as_json: bool, gpu: str | None, prices_path: str | N
     if planned.plan is None:
         _report(errors, spec)
         sys.exit(EXIT_SPEC)
-    resolved = planned.plan.to_dict()["spec"]
     try:
-        result = estimate(resolved, local_files=True, gpu=gpu, prices=prices)
+        result = estimate(planned.plan, local_files=True, gpu=gpu, prices=prices)
     except ArchitectureError as exc:
         _report([error("E360", "/model/name_or_path", str(exc), loaded.positions.get("/model/name_or_path"),
                        "add model.architecture {hidden_size, num_layers, num_attention_heads, "

@@ -195,7 +195,7 @@ def estimated_need(plan: Plan, arch: Architecture | None) -> tuple[int | None, s
     from ..estimate import EstimateError, estimate
 
     try:
-        return int(estimate(plan.to_dict()["spec"], local_files=True).memory.device_peak), "ftc estimate"
+        return int(estimate(plan, local_files=True).memory.device_peak), "ftc estimate"
     except EstimateError as error:
         reason = str(error)
     if arch is None:

@@ -1,10 +1,10 @@
-"""`ftc estimate`: peak GPU memory, GPU fit, training time and cost of a resolved spec.
+"""`ftc estimate`: peak GPU memory, GPU fit, training time and cost of a plan.
 
 Plain arithmetic over the spec and a model's shape: nothing here imports torch, transformers or peft,
 so it runs on the compile path. docs/estimate.md documents every formula and constant.
 
     from ftc.estimate import estimate
-    result = estimate(resolved_spec, local_files=True)
+    result = estimate(plan, local_files=True)   # plan: ftc.plan.Plan
     result.memory.device_peak / 2**30   # GiB per GPU
 """
 
@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..gpus import GPUS
+from ..plan import Plan, make_plan
 from .fit import FITS, Change, Fit, changes_to_fit, fit_table, on_gpu, status_of
 from .memory import GIB, Memory, estimate_memory
 from .models import Architecture, ArchitectureError, EstimateError, resolve_architecture
 from .throughput import PriceError, Prices, Time, builtin_prices, estimate_time, load_prices
 from .tokens import DataSize, data_size, validation_size
-from .workload import Workload, from_spec
+from .workload import Workload, from_plan
 
 # Host memory per training process besides offloaded states: Python, PyTorch and CUDA host state,
 # pinned staging buffers and the data loader.
@@ -44,7 +45,7 @@ class Costed:
 
 @dataclass(frozen=True)
 class Estimate:
-    spec: Mapping[str, Any]
+    plan: Plan
     arch: Architecture
     workload: Workload
     memory: Memory
@@ -60,90 +61,74 @@ class Estimate:
     notes: tuple[str, ...] = field(default=())
 
 
-def _cost(fit: Fit, spec: Mapping[str, Any], arch: Architecture, size: DataSize | None, prices: Prices,
-          validation: DataSize | None) -> Costed:
+def _cost(fit: Fit, arch: Architecture, size: DataSize | None, prices: Prices, validation: DataSize | None) -> Costed:
     price = prices.gpus.get(fit.gpu)
     if size is None:
         return Costed(fit, None, None, None, price)
-    moved, _ = on_gpu(spec, fit.gpu, fit.gpus)
-    time = estimate_time(from_spec(moved, arch), moved, size, GPUS[fit.gpu], fit.nodes, validation)
+    time = estimate_time(from_plan(fit.plan, arch), fit.plan, size, GPUS[fit.gpu], fit.nodes, validation)
     if price is None:
         return Costed(fit, time, None, None, None)
     return Costed(fit, time, time.hours * fit.gpus * price[0], time.hours * fit.gpus * price[1], price)
 
 
-def estimate(spec: Mapping[str, Any], *, local_files: bool, gpu: str | None = None,
-             prices: Prices | None = None) -> Estimate:
-    """The estimate for a resolved spec; `gpu` replaces resources.gpu.
+def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: Prices | None = None) -> Estimate:
+    """The estimate for a plan; `gpu` replaces resources.gpu.
 
     `local_files`: also read config.json of a local model directory and count the training file (what
     `ftc estimate` does); compile passes False so its output depends on the spec alone.
     Raises EstimateError (ArchitectureError when the model's shape is unknown).
     """
     if gpu is not None:
-        spec, _ = on_gpu(spec, gpu)
-    arch = resolve_architecture(spec["model"], local_files)
+        plan, _ = on_gpu(plan, gpu)
+    spec = plan.spec
+    arch = resolve_architecture(spec.model, local_files)
     prices = prices or builtin_prices()
-    workload = from_spec(spec, arch)
+    workload = from_plan(plan, arch)
     memory = estimate_memory(workload)
-    size = data_size(spec["data"], local_files)
-    validation = validation_size(spec["data"], local_files)
-    chosen_name = spec["resources"]["gpu"]
+    size = data_size(spec.data, local_files)
+    validation = validation_size(spec.data, local_files)
+    chosen_name = spec.resources.gpu
     capacity = GPUS[chosen_name].memory_gib
     status = status_of(memory.device_peak, capacity)
-    world = workload.world_size
-    chosen_fit = Fit(chosen_name, world, int(spec["resources"]["nodes"]), status, memory, capacity)
-    chosen = _cost(chosen_fit, spec, arch, size, prices, validation)
-    rows = tuple(_cost(row, spec, arch, size, prices, validation) for row in fit_table(spec, arch))
+    world = plan.derived.world_size
+    chosen_fit = Fit(chosen_name, world, spec.resources.nodes, status, memory, capacity,
+                     on_gpu(plan, chosen_name, world)[0])
+    chosen = _cost(chosen_fit, arch, size, prices, validation)
+    rows = tuple(_cost(row, arch, size, prices, validation) for row in fit_table(plan, arch))
     fitting = [r for r in rows if r.fit.status == FITS and r.price is not None]
     # the cheapest whole run when the time is known, else the cheapest hour
     cheapest = min(fitting, key=lambda r: r.on_demand if r.on_demand is not None
                    else (r.price or (0.0, 0.0))[0] * r.fit.gpus, default=None)
-    changes = tuple(changes_to_fit(spec, arch)) if status != FITS else ()
-    per_node = int(spec["resources"]["gpus_per_node"])
-    cpu_ram = per_node * (HOST_BYTES_PER_PROCESS + memory.cpu_offload)
+    changes = tuple(changes_to_fit(plan, arch)) if status != FITS else ()
+    cpu_ram = spec.resources.gpus_per_node * (HOST_BYTES_PER_PROCESS + memory.cpu_offload)
     notes = list(memory.notes)
     if chosen.time is not None and not chosen.time.eval_known:
         notes.append("evaluation passes are not in the time: data.validation.path is not readable here")
     if arch.family == "mixtral":
         notes.append("transformers 5 stores Mixtral experts as 3-D tensors: bitsandbytes leaves them unquantized, "
                      "and LoRA on them (peft's all-linear wraps them) is not counted")
-    return Estimate(spec, arch, workload, memory, chosen_name, status, rows, chosen, cheapest, changes, size,
+    return Estimate(plan, arch, workload, memory, chosen_name, status, rows, chosen, cheapest, changes, size,
                     prices, cpu_ram, tuple(notes))
-
-
-def _spec_only(text: str, key: str) -> Estimate | str:
-    cached = _CACHE.get(key)
-    if cached is None:
-        cached = _CACHE[key] = _compute(text)
-        while len(_CACHE) > 16:
-            _CACHE.pop(next(iter(_CACHE)))
-    return cached
 
 
 _CACHE: dict[str, Estimate | str] = {}
 
 
-def _compute(text: str) -> Estimate | str:
-    spec = json.loads(text)
-    try:
-        return estimate(spec, local_files=False)
-    except EstimateError as exc:
-        return str(exc)
+def spec_only_estimate(plan: Plan | Mapping[str, Any]) -> Estimate | str:
+    """The compile-time estimate (no local files), or why there is none. Cached: check and render share it.
 
-
-def _canonical(value: Any) -> Any:
-    """Numbers as floats: the check stage sees `epochs: 3` where the plan holds 3.0."""
-    if isinstance(value, Mapping):
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
-def spec_only_estimate(spec: Mapping[str, Any]) -> Estimate | str:
-    """The compile-time estimate (no local files), or why there is none. Cached: check and render share it."""
-    return _spec_only(json.dumps(spec, sort_keys=True), json.dumps(_canonical(spec), sort_keys=True))
-
+    The check stage runs before the plan is made and passes its resolved spec, which is planned here.
+    """
+    if not isinstance(plan, Plan):
+        plan = make_plan(dict(plan), "")
+    key = json.dumps(plan.to_dict()["spec"], sort_keys=True)
+    cached = _CACHE.get(key)
+    if cached is None:
+        try:
+            cached = estimate(plan, local_files=False)
+        except EstimateError as exc:
+            cached = str(exc)
+        _CACHE[key] = cached
+        while len(_CACHE) > 16:
+            _CACHE.pop(next(iter(_CACHE)))
+    return cached

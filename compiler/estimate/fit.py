@@ -7,15 +7,17 @@ fits without that margin (fragmentation, a longer batch or another library versi
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..gpus import GPUS, Gpu
+from ..plan import Plan, make_plan
+from ..resolve import resolve
+from ..runtime.method_traits import LORA_METHODS, METHODS
 from .memory import GIB, Memory, estimate_memory
 from .models import Architecture
-from .workload import from_spec
+from .workload import from_plan
 
 MARGIN = 0.10
 FITS, TIGHT, NO_FIT = "fits", "tight", "does not fit"
@@ -30,6 +32,7 @@ class Fit:
     status: str
     memory: Memory
     capacity_gib: float
+    plan: Plan  # the plan moved to these GPUs (what the row's memory and time are estimated for)
     note: str = ""
 
     @property
@@ -44,33 +47,45 @@ def status_of(peak_bytes: float, capacity_gib: float) -> str:
     return TIGHT if peak <= capacity_gib else NO_FIT
 
 
-def on_gpu(spec: Mapping[str, Any], gpu: str, gpus: int | None = None) -> tuple[dict[str, Any], str]:
-    """The spec moved to `gpu` (and `gpus` GPUs), with fp16 where the GPU has no bf16."""
-    out = copy.deepcopy(dict(spec))
-    out["resources"] = dict(out["resources"], gpu=gpu)
-    res = out["resources"]
-    same_layout = (gpus == int(res["nodes"]) * int(res["gpus_per_node"])
-                   and res["gpus_per_node"] <= GPUS[gpu].max_per_node)
+def variant(plan: Plan, changes: Mapping[str, Any]) -> Plan:
+    """`plan` with some spec values changed (`{"training.micro_batch_size": 2}`), resolved and planned
+    again like a spec the user wrote: what the change leaves unset (the settings of another method,
+    ZeRO's offload fields) gets the schema's defaults."""
+    raw = plan.to_dict()["spec"]
+    for path, value in changes.items():
+        *parents, key = path.split(".")
+        node = raw
+        for name in parents:
+            node = node[name]
+        node[key] = value
+    return make_plan(resolve(raw), plan.spec_sha256)
+
+
+def on_gpu(plan: Plan, gpu: str, gpus: int | None = None) -> tuple[Plan, str]:
+    """The plan moved to `gpu` (and `gpus` GPUs), with fp16 where the GPU has no bf16."""
+    resources, training, performance = plan.spec.resources, plan.spec.training, plan.spec.performance
+    changes: dict[str, Any] = {"resources.gpu": gpu}
+    same_layout = gpus == plan.derived.world_size and resources.gpus_per_node <= GPUS[gpu].max_per_node
     if gpus is not None and not same_layout:
         per_node = min(gpus, GPUS[gpu].max_per_node)
-        res.update(gpus_per_node=per_node, nodes=max(1, -(-gpus // per_node)))
+        changes.update({"resources.gpus_per_node": per_node, "resources.nodes": max(1, -(-gpus // per_node))})
     notes = []
-    if not GPUS[gpu].bf16 and out["training"]["precision"] == "bf16":
-        out["training"] = dict(out["training"], precision="fp16")
+    if not GPUS[gpu].bf16 and training.precision == "bf16":
+        changes["training.precision"] = "fp16"
         notes.append("fp16 (no bf16)")
-    if not GPUS[gpu].flash_attention_2 and out["performance"]["attention"] == "flash_attention_2":
-        out["performance"] = dict(out["performance"], attention="sdpa")
+    if not GPUS[gpu].flash_attention_2 and performance.attention == "flash_attention_2":
+        changes["performance.attention"] = "sdpa"
         notes.append("sdpa (no FlashAttention 2)")
-    return out, ", ".join(notes)
+    return variant(plan, changes), ", ".join(notes)
 
 
-def memory_of(spec: Mapping[str, Any], arch: Architecture) -> Memory:
-    return estimate_memory(from_spec(spec, arch))
+def memory_of(plan: Plan, arch: Architecture) -> Memory:
+    return estimate_memory(from_plan(plan, arch))
 
 
-def _counts(gpu: Gpu, spec: Mapping[str, Any]) -> Iterator[int]:
-    """GPU counts to try: the spec's own, then powers of two (whole nodes beyond one node)."""
-    yield int(spec["resources"]["nodes"]) * int(spec["resources"]["gpus_per_node"])
+def _counts(gpu: Gpu, plan: Plan) -> Iterator[int]:
+    """GPU counts to try: the plan's own, then powers of two (whole nodes beyond one node)."""
+    yield plan.derived.world_size
     n = 1
     while n <= MAX_GPUS:
         if n <= gpu.max_per_node or n % gpu.max_per_node == 0:
@@ -78,22 +93,23 @@ def _counts(gpu: Gpu, spec: Mapping[str, Any]) -> Iterator[int]:
         n *= 2
 
 
-def fit_table(spec: Mapping[str, Any], arch: Architecture) -> list[Fit]:
-    """For each catalog GPU, the fewest GPUs (at least the spec's count) on which the spec fits.
+def fit_table(plan: Plan, arch: Architecture) -> list[Fit]:
+    """For each catalog GPU, the fewest GPUs (at least the plan's count) on which the plan fits.
 
-    Without ZeRO more GPUs do not lower the memory per GPU, so only the spec's count is tried.
+    Without ZeRO more GPUs do not lower the memory per GPU, so only the plan's count is tried.
     """
-    wanted = int(spec["resources"]["nodes"]) * int(spec["resources"]["gpus_per_node"])
-    partitions = spec["performance"]["deepspeed"] is not None and spec["performance"]["deepspeed"]["stage"] > 0
+    wanted = plan.derived.world_size
+    ds = plan.spec.performance.deepspeed
+    partitions = ds is not None and ds.stage > 0
     rows = []
     for name, gpu in GPUS.items():
         best: Fit | None = None
-        counts = sorted({n for n in _counts(gpu, spec) if n >= wanted}) if partitions else [wanted]
+        counts = sorted({n for n in _counts(gpu, plan) if n >= wanted}) if partitions else [wanted]
         for n in counts:
-            moved, note = on_gpu(spec, name, n)
+            moved, note = on_gpu(plan, name, n)
             memory = memory_of(moved, arch)
             status = status_of(memory.device_peak, gpu.memory_gib)
-            best = Fit(name, n, int(moved["resources"]["nodes"]), status, memory, gpu.memory_gib, note)
+            best = Fit(name, n, moved.spec.resources.nodes, status, memory, gpu.memory_gib, moved, note)
             if status == FITS:
                 break
         assert best is not None
@@ -110,71 +126,58 @@ class Change:
     status: str
 
 
-def _with(spec: Mapping[str, Any], section: str, **values: Any) -> dict[str, Any]:
-    out = copy.deepcopy(dict(spec))
-    out[section] = dict(out[section], **values)
-    return out
-
-
-def _candidates(spec: Mapping[str, Any], method_changes: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Single changes, least intrusive first (`method_changes`: also QLoRA / LoRA instead of the spec's method)."""
-    training, method, perf = spec["training"], spec["method"], spec["performance"]
-    kind = method["type"]
-    if not training["gradient_checkpointing"] and kind != "prefix_tuning":
-        yield "set training.gradient_checkpointing: true", _with(spec, "training", gradient_checkpointing=True)
-    mb, ga = training["micro_batch_size"], training["gradient_accumulation_steps"]
+def _candidates(plan: Plan, method_changes: bool = True) -> Iterator[tuple[str, Plan]]:
+    """Single changes, least intrusive first (`method_changes`: also QLoRA / LoRA instead of the plan's method)."""
+    spec = plan.spec
+    training, method, perf = spec.training, spec.method, spec.performance
+    kind = method.type
+    if not training.gradient_checkpointing and kind != "prefix_tuning":
+        yield "set training.gradient_checkpointing: true", variant(plan, {"training.gradient_checkpointing": True})
+    mb, ga = training.micro_batch_size, training.gradient_accumulation_steps
     while mb > 1:
         mb, ga = mb // 2, ga * 2
         yield (f"set training.micro_batch_size: {mb} and gradient_accumulation_steps: {ga} (same global batch)",
-               _with(spec, "training", micro_batch_size=mb, gradient_accumulation_steps=ga))
-    if perf["attention"] == "eager":
-        yield "set performance.attention: sdpa", _with(spec, "performance", attention="sdpa")
-    if not perf["liger_kernel"]:
+               variant(plan, {"training.micro_batch_size": mb,
+                                     "training.gradient_accumulation_steps": ga}))
+    if perf.attention == "eager":
+        yield "set performance.attention: sdpa", variant(plan, {"performance.attention": "sdpa"})
+    if not perf.liger_kernel:
         yield ("set performance.liger_kernel: true (the loss never holds the full logits)",
-               _with(spec, "performance", liger_kernel=True))
-    if training["optimizer"] in ("adamw_torch", "paged_adamw_32bit", "adafactor"):
-        yield "set training.optimizer: paged_adamw_8bit", _with(spec, "training", optimizer="paged_adamw_8bit")
-    if method_changes and kind in ("lora", "dora") and method["quantization"] is None:
-        quantized = copy.deepcopy(dict(spec))
-        quantized["method"] = dict(quantized["method"], type="qlora",
-                                   quantization={"bits": 4, "quant_type": "nf4", "double_quant": True,
-                                                 "compute_dtype": training["precision"]})
-        yield "use method.type: qlora (4-bit base)", quantized
-    if method_changes and kind == "full":
-        lora = copy.deepcopy(dict(spec))
-        lora["method"] = dict(lora["method"], type="lora", lora={
-            "r": 8, "alpha": 16, "dropout": 0.05, "target_modules": "all-linear", "bias": "none", "rslora": False,
-            "modules_to_save": []})
-        yield "use method.type: lora (train an adapter, not every weight)", lora
-    world = int(spec["resources"]["nodes"]) * int(spec["resources"]["gpus_per_node"])
-    ds = perf["deepspeed"]
-    if world > 1 and (ds is None or ds["stage"] < 3) and not (method["quantization"] and
-                                                               method["quantization"]["bits"] == 4):
-        stage = {"stage": 3, "offload_optimizer": "none", "offload_params": "none"}
+               variant(plan, {"performance.liger_kernel": True}))
+    if training.optimizer in ("adamw_torch", "paged_adamw_32bit", "adafactor"):
+        yield "set training.optimizer: paged_adamw_8bit", variant(plan, {"training.optimizer": "paged_adamw_8bit"})
+    quantized = method.quantization is not None
+    if method_changes and kind in LORA_METHODS and not METHODS[kind].quantized_base and not quantized:
+        yield "use method.type: qlora (4-bit base)", variant(plan, {"method.type": "qlora"})
+    if method_changes and not METHODS[kind].peft:
+        yield "use method.type: lora (train an adapter, not every weight)", variant(plan, {"method.type": "lora"})
+    world = plan.derived.world_size
+    ds = perf.deepspeed
+    if world > 1 and (ds is None or ds.stage < 3) and not (method.quantization and method.quantization.bits == 4):
         yield f"set performance.deepspeed: {{stage: 3}} (partition everything over {world} GPUs)", \
-            _with(spec, "performance", deepspeed=stage)
-    if ds is not None and ds["stage"] >= 1 and ds["offload_optimizer"] == "none":
+            variant(plan, {"performance.deepspeed": {"stage": 3}})
+    if ds is not None and ds.stage >= 1 and ds.offload_optimizer == "none":
         yield "set performance.deepspeed.offload_optimizer: cpu", \
-            _with(spec, "performance", deepspeed=dict(ds, offload_optimizer="cpu"))
-    if ds is not None and ds["stage"] == 3 and ds["offload_params"] == "none":
+            variant(plan, {"performance.deepspeed.offload_optimizer": "cpu"})
+    if ds is not None and ds.stage == 3 and ds.offload_params == "none":
         yield "set performance.deepspeed.offload_params: cpu", \
-            _with(spec, "performance", deepspeed=dict(ds, offload_params="cpu"))
-    seq = spec["data"]["max_seq_length"]
+            variant(plan, {"performance.deepspeed.offload_params": "cpu"})
+    seq = spec.data.max_seq_length
     if seq >= 512:
         yield f"set data.max_seq_length: {seq // 2} (longer rows are skipped)", \
-            _with(spec, "data", max_seq_length=seq // 2)
+            variant(plan, {"data.max_seq_length": seq // 2})
 
 
-def changes_to_fit(spec: Mapping[str, Any], arch: Architecture, limit: int = 3) -> list[Change]:
-    """Up to `limit` single changes after which the spec fits its own GPU; if none does, one combination
-    (greedy: each step takes the change that lowers the peak most; the spec's method is kept if possible)."""
-    gpu = GPUS[spec["resources"]["gpu"]]
+def changes_to_fit(plan: Plan, arch: Architecture, limit: int = 3) -> list[Change]:
+    """Up to `limit` single changes after which the plan fits its own GPU; if none does, one combination
+    (greedy: each step takes the change that lowers the peak most; the plan's method is kept if possible)."""
+    gpu = GPUS[plan.spec.resources.gpu]
 
-    def measure(candidate: Mapping[str, Any]) -> float:
+    def measure(candidate: Plan) -> float:
         return memory_of(candidate, arch).device_peak
 
     found: list[Change] = []
-    for description, changed in _candidates(spec):
+    for description, changed in _candidates(plan):
         peak = measure(changed)
         if status_of(peak, gpu.memory_gib) == FITS:
             found.append(Change(description, peak / GIB, FITS))
@@ -185,7 +188,7 @@ def changes_to_fit(spec: Mapping[str, Any], arch: Architecture, limit: int = 3) 
     # no single change is enough: combine them greedily, keeping the method if that suffices
     best: Change | None = None
     for method_changes in (False, True):
-        combined = _greedy(spec, gpu.memory_gib, measure, method_changes)
+        combined = _greedy(plan, gpu.memory_gib, measure, method_changes)
         if combined is not None and (best is None or combined.peak_gib < best.peak_gib):
             best = combined
         if best is not None and best.status == FITS:
@@ -193,11 +196,10 @@ def changes_to_fit(spec: Mapping[str, Any], arch: Architecture, limit: int = 3) 
     return [best] if best is not None else []
 
 
-def _greedy(spec: Mapping[str, Any], capacity: float, measure: Callable[[Mapping[str, Any]], float],
-            method_changes: bool) -> Change | None:
-    current: Mapping[str, Any] = spec
+def _greedy(plan: Plan, capacity: float, measure: Callable[[Plan], float], method_changes: bool) -> Change | None:
+    current = plan
     steps: list[str] = []
-    best = measure(spec)
+    best = measure(plan)
     for _ in range(8):
         options = [(measure(changed), description, changed)
                    for description, changed in _candidates(current, method_changes)]

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..plan import Lora, Method, Targets
 from .baselines import accelerate_peak, deepspeed_zero2, deepspeed_zero3
 from .memory import Memory, estimate_memory
 from .models import Architecture, catalog_lookup
@@ -63,13 +64,13 @@ class Result:
         return (self.estimate_bytes - self.row.measured_bytes) / self.row.measured_bytes
 
 
-def _targets(spec: str, arch: Architecture) -> object:
+def _targets(spec: str, arch: Architecture) -> Targets:
     if spec == "all-linear":
         return "all-linear"
     names = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj"}
     if arch.family == "qwen":  # Qwen v1 fuses q, k and v into c_attn
-        return ["c_attn"]
-    return [names.get(part.strip(), part.strip()) for part in spec.split(",")]
+        return ("c_attn",)
+    return tuple(names.get(part.strip(), part.strip()) for part in spec.split(","))
 
 
 def _check_shape(fields: Mapping[str, str], arch: Architecture) -> None:
@@ -89,15 +90,15 @@ def to_row(fields: Mapping[str, str]) -> Row:
         raise ValueError(f"{fields['id']}: model {fields['model']!r} is not in the catalog")
     _check_shape(fields, arch)
     method = fields["method"]
-    lora = {"r": int(fields["lora_r"]), "target_modules": _targets(fields["lora_targets"], arch), "bias": "none",
-            "modules_to_save": []}
+    lora = Lora(r=int(fields["lora_r"]), alpha=16.0, dropout=0.05, bias="none", rslora=False, modules_to_save=(),
+                target_modules=_targets(fields["lora_targets"], arch))
     quant = int(fields["quant_bits"]) if method == "qlora" else None
     litgpt = fields["source"].startswith("Lightning-AI/litgpt")
     qwen = fields["source"].startswith("QwenLM/Qwen")
     if not (litgpt or qwen):
         raise ValueError(f"{fields['id']}: no description of how source {fields['source']!r} ran")
     base = Workload(
-        arch=arch, method=method, trainable=trainable(arch, {"type": method, "lora": lora}),
+        arch=arch, method=method, trainable=trainable(arch, Method(method, lora, None, None, None)),
         precision="bf16", mode="pure" if fields["precision"] == "bf16-pure" else "autocast",
         quant_bits=quant, optimizer="adamw_torch", lora_dropout=0.05, micro_batch=int(fields["micro_batch"]),
         seq_len=int(fields["seq_len"]), grad_ckpt=fields["grad_ckpt"] == "1", attention=fields["attention"],

@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .. import plan
+
 # Module layouts (which linear layers a block has and what PEFT calls them):
 #   llama   q/k/v/o_proj + gated MLP gate/up/down_proj, RMSNorm (Llama, Mistral, Qwen2/2.5, Gemma, TinyLlama)
 #   mixtral llama attention + router `gate` + experts stored as 3-D tensors (not nn.Linear in transformers 5)
@@ -167,16 +169,15 @@ def catalog_lookup(name_or_path: str) -> Architecture | None:
     return CATALOG[key] if key is not None else None
 
 
-def from_spec(architecture: Mapping[str, Any]) -> Architecture:
-    """`model.architecture` of a resolved spec: a Llama-style block (gated MLP, q/k/v/o names)."""
-    heads = int(architecture["num_attention_heads"])
-    kv = architecture.get("num_key_value_heads") or heads
-    h = int(architecture["hidden_size"])
+def from_spec(architecture: plan.Architecture) -> Architecture:
+    """The spec's `model.architecture`: a Llama-style block (gated MLP, q/k/v/o names)."""
+    heads = architecture.num_attention_heads
+    h = architecture.hidden_size
     return Architecture(
-        family="llama", hidden_size=h, num_layers=int(architecture["num_layers"]), num_attention_heads=heads,
-        num_key_value_heads=int(kv), head_dim=h // heads, intermediate_size=int(architecture["intermediate_size"]),
-        vocab_size=int(architecture["vocab_size"]),
-        tie_word_embeddings=bool(architecture.get("tie_word_embeddings", False)), model_type="llama",
+        family="llama", hidden_size=h, num_layers=architecture.num_layers, num_attention_heads=heads,
+        num_key_value_heads=architecture.num_key_value_heads or heads, head_dim=h // heads,
+        intermediate_size=architecture.intermediate_size, vocab_size=architecture.vocab_size,
+        tie_word_embeddings=architecture.tie_word_embeddings, model_type="llama",
         source="spec model.architecture (Llama-style block assumed)")
 
 
@@ -230,15 +231,15 @@ def _local_config(name_or_path: str) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def resolve_architecture(model: Mapping[str, Any], local_files: bool) -> Architecture:
-    """The architecture of the spec's `model` section.
+def resolve_architecture(model: plan.Model, local_files: bool) -> Architecture:
+    """The architecture of the plan's `model` section.
 
     Order: `model.architecture` when written; then config.json of a local model directory (only with
     `local_files`: compile keeps its output a function of the spec alone); then the catalog.
     """
-    if model.get("architecture") is not None:
-        return from_spec(model["architecture"])
-    name = str(model["name_or_path"])
+    if model.architecture is not None:
+        return from_spec(model.architecture)
+    name = model.name_or_path
     if local_files:
         config_path = _local_config(name)
         if config_path is not None:

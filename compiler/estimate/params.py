@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..plan import Adapter, Method, Targets
+from ..runtime.method_traits import LORA_METHODS
 from .models import Architecture, EstimateError
 
 
@@ -148,7 +150,7 @@ def matches(name: str, targets: Sequence[str]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
 
-def targeted(arch: Architecture, targets: Any) -> list[Linear]:
+def targeted(arch: Architecture, targets: Targets) -> list[Linear]:
     """The block linears a LoRA-style method wraps: a list of names, or "all-linear" (every nn.Linear
     of the blocks; the output layer is never included)."""
     linears = [m for m in block_linears(arch) if m.is_module]
@@ -196,38 +198,44 @@ class Trainable:
     ia3_scaled: int = 0  # elements per token IA3 keeps for its scaling vectors' gradients (summed per block)
 
 
-def trainable(arch: Architecture, method: Mapping[str, Any]) -> Trainable:
-    """The trainable parameters of a resolved `method` section on `arch`."""
-    kind = method["type"]
+def trainable(arch: Architecture, method: Method) -> Trainable:
+    """The trainable parameters of the plan's `method` on `arch`."""
+    kind = method.type
     layers = arch.num_layers
     if kind == "full":
         return Trainable(base_counts(arch).total)
-    if kind in ("lora", "qlora", "dora"):
-        lora = method["lora"]
-        r = int(lora["r"])
-        wrapped = targeted(arch, lora["target_modules"])
+    if kind in LORA_METHODS:
+        lora = method.lora
+        if lora is None:
+            raise EstimateError(f"method.type {kind} needs method.lora")
+        r = lora.r
+        wrapped = targeted(arch, lora.target_modules)
         per_block = sum(m.count * r * (m.d_in + m.d_out) for m in wrapped)
         if kind == "dora":
             per_block += sum(m.count * m.d_out for m in wrapped)
-        if lora["bias"] == "all":
+        if lora.bias == "all":
             per_block += sum(m.count * m.d_out for m in block_linears(arch) if m.bias)
-        elif lora["bias"] == "lora_only":
+        elif lora.bias == "lora_only":
             per_block += sum(m.count * m.d_out for m in wrapped if m.bias)
         extra = 0
-        for name in lora["modules_to_save"]:
+        for name in lora.modules_to_save:
             if name in ("lm_head", "embed_tokens", "wte"):
                 extra += arch.vocab_size * arch.hidden_size
         return Trainable(layers * per_block + extra, tuple(wrapped), rank=r)
     if kind == "adapter":
-        return _adapter(arch, method["adapter"])
-    prompt = method["prompt"]
-    n = int(prompt["num_virtual_tokens"])
+        if method.adapter is None:
+            raise EstimateError("method.type adapter needs method.adapter")
+        return _adapter(arch, method.adapter)
+    prompt = method.prompt
+    if prompt is None:
+        raise EstimateError(f"method.type {kind} needs method.prompt")
+    n = prompt.num_virtual_tokens
     h = arch.hidden_size
     if kind == "prompt_tuning":
         return Trainable(n * h, virtual_tokens=n)
     if kind == "p_tuning":
-        e = prompt["encoder_hidden_size"] or h
-        if prompt["encoder_type"] == "LSTM":
+        e = prompt.encoder_hidden_size or h
+        if prompt.encoder_type == "LSTM":
             # bidirectional 2-layer LSTM (input h, hidden e) then Linear(2e, 2e), Linear(2e, h)
             lstm = 2 * (4 * e * (h + e) + 8 * e) + 2 * (4 * e * (2 * e + e) + 8 * e)
             encoder = lstm + (2 * e * 2 * e + 2 * e) + (2 * e * h + h)
@@ -237,30 +245,30 @@ def trainable(arch: Architecture, method: Mapping[str, Any]) -> Trainable:
     # PEFT sizes prefixes by the key/value width when the config names num_key_value_heads (Falcon's does not)
     token_dim = h if arch.family == "falcon" else arch.kv_width
     out = layers * 2 * token_dim
-    if prompt["prefix_projection"]:
-        e = prompt["encoder_hidden_size"] or token_dim
+    if prompt.prefix_projection:
+        e = prompt.encoder_hidden_size or token_dim
         count = n * token_dim + (token_dim * e + e) + (e * out + out)
     else:
         count = n * out
     return Trainable(count, prefix_tokens=n)
 
 
-def _adapter(arch: Architecture, adapter: Mapping[str, Any]) -> Trainable:
-    kind = adapter["kind"]
+def _adapter(arch: Architecture, adapter: Adapter) -> Trainable:
+    kind = adapter.kind
     layers = arch.num_layers
     if kind == "llama_adapter":
-        adapted = min(int(adapter["adapter_layers"]), layers)
-        length = int(adapter["adapter_len"])
+        adapted = min(adapter.adapter_layers, layers)
+        length = adapter.adapter_len
         return Trainable(adapted * (length * arch.hidden_size + 1), adapter_tokens=length, adapter_layers=adapted)
     if kind == "ia3":
-        targets = adapter["target_modules"] or _defaults(DEFAULT_IA3, arch, kind)[0]
-        feedforward = adapter["feedforward_modules"] or _defaults(DEFAULT_IA3, arch, kind)[1]
+        targets = adapter.target_modules or _defaults(DEFAULT_IA3, arch, kind)[0]
+        feedforward = adapter.feedforward_modules or _defaults(DEFAULT_IA3, arch, kind)[1]
         wrapped = targeted(arch, targets)
         per_block = sum(m.count * (m.d_in if matches(m.name, feedforward) else m.d_out) for m in wrapped)
         return Trainable(layers * per_block, ia3_scaled=per_block)
-    targets = adapter["target_modules"] or _defaults(DEFAULT_LORA_TARGETS, arch, kind)
+    targets = adapter.target_modules or _defaults(DEFAULT_LORA_TARGETS, arch, kind)
     wrapped = targeted(arch, targets)
-    r = int(adapter["r"])
+    r = adapter.r
     if kind == "loha":
         per_block = sum(m.count * 2 * r * (m.d_in + m.d_out) for m in wrapped)
     else:

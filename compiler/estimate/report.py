@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gpus import GPUS
+from ..plan import Plan
 from . import Costed, Estimate
 from .fit import MARGIN
 from .memory import ALLOCATOR_RESERVE, CUDA_CONTEXT_BYTES, GIB
@@ -76,7 +77,7 @@ def to_json(e: Estimate) -> dict[str, Any]:
         "prices": {"source": e.prices.source, "as_of": e.prices.as_of, "currency": e.prices.currency},
     }
     return {
-        "model": {"name_or_path": e.spec["model"]["name_or_path"], "architecture": e.arch.source,
+        "model": {"name_or_path": e.plan.spec.model.name_or_path, "architecture": e.arch.source,
                   "family": e.arch.family, "parameters": counts.total},
         "method": e.workload.method,
         "trainable_parameters": e.workload.trainable.params,
@@ -122,8 +123,8 @@ def to_text(e: Estimate, filename: str) -> str:
     memory = e.memory
     counts = base_counts(e.arch)
     lines = [
-        f"{filename}: {e.spec['metadata']['name']}",
-        f"  model     {e.spec['model']['name_or_path']}: {counts.total / 1e9:.2f} B parameters ({e.arch.source})",
+        f"{filename}: {e.plan.spec.metadata.name}",
+        f"  model     {e.plan.spec.model.name_or_path}: {counts.total / 1e9:.2f} B parameters ({e.arch.source})",
         f"  method    {w.method}: {w.trainable.params:,} trainable parameters "
         f"({100.0 * w.trainable.params / counts.total:.3g} %)",
         f"  run       micro-batch {w.micro_batch} × {w.seq_len} tokens{' (packed)' if w.packing else ''}, "
@@ -184,12 +185,12 @@ SPEC_ONLY = ("compile-time estimate from the spec alone (built-in catalog, model
              "`ftc estimate` also reads a local model's config.json and the training file")
 
 
-def artifact(spec: dict[str, Any], generated_by: str, spec_sha256: str) -> dict[str, Any]:
+def artifact(plan: Plan) -> dict[str, Any]:
     """What `ftc compile` writes to estimate.json: the spec-only estimate, or why there is none."""
     from . import spec_only_estimate
 
-    provenance = {"generated_by": generated_by, "spec_sha256": spec_sha256, "inputs": SPEC_ONLY}
-    result = spec_only_estimate(spec)
+    provenance = {"generated_by": f"ftc {plan.ftc_version}", "spec_sha256": plan.spec_sha256, "inputs": SPEC_ONLY}
+    result = spec_only_estimate(plan)
     if isinstance(result, str):
         return {"estimate": None, "reason": result, **provenance,
                 "hint": "set model.architecture to get memory, fit and cost estimates at compile time"}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..gpus import GPUS, Gpu
+from ..plan import Plan
 from .params import active_params
 from .tokens import DataSize, expected_max
 from .workload import Workload
@@ -136,25 +137,25 @@ def _speed(w: Workload, gpu: Gpu, nodes: int) -> float:
     return speed
 
 
-def estimate_time(w: Workload, spec: Mapping[str, Any], size: DataSize, gpu: Gpu, nodes: int,
+def estimate_time(w: Workload, plan: Plan, size: DataSize, gpu: Gpu, nodes: int,
                   validation_file: DataSize | None = None) -> Time:
-    """Hours to train on `w.world_size` × `gpu`, evaluation passes included (`validation_file`: the measured
-    `data.validation.path`, when there is one and it is readable)."""
-    data, training = spec["data"], spec["training"]
-    max_len = int(data["max_seq_length"])
+    """Hours to train `plan` (whose workload is `w`) on `gpu`, evaluation passes included (`validation_file`:
+    the measured `data.validation.path`, when there is one and it is readable)."""
+    data, training = plan.spec.data, plan.spec.training
+    max_len = data.max_seq_length
     virtual = w.trainable.virtual_tokens
     kept = [n + virtual for n in size.lengths if n <= max_len] or [max_len]
     mean = sum(kept) / len(kept)
     share_kept = len(kept) / len(size.lengths) if size.exact_lengths else 1.0
-    validation = data["validation"]
-    val_fraction = validation["fraction"] if validation is not None and validation["fraction"] else 0.0
+    validation = data.validation
+    val_fraction = validation.fraction if validation is not None and validation.fraction else 0.0
     train_rows = size.rows * share_kept * (1.0 - val_fraction)
     val_rows = size.rows * share_kept * val_fraction
     eval_known = True
-    if validation is not None and validation["path"] is not None:
+    if validation is not None and validation.path is not None:
         eval_known = validation_file is not None
         val_rows = float(validation_file.rows) if validation_file is not None else 0.0
-    per_step_rows = w.micro_batch * w.world_size * w.grad_accum
+    per_step_rows = plan.derived.global_batch_size
     # keys attended per query: flash attention works per example (varlen); sdpa/eager compute the dense
     # (masked) square of the row: the flattened micro-batch when packing, the padded row otherwise
     if w.packing:
@@ -167,15 +168,15 @@ def estimate_time(w: Workload, spec: Mapping[str, Any], size: DataSize, gpu: Gpu
         keys = mean if w.attention == "flash_attention_2" else tokens_per_row
         steps_per_epoch = math.ceil(train_rows / per_step_rows) if train_rows else 0
     keys += w.trainable.prefix_tokens
-    epochs = float(training["epochs"])
-    if training["max_steps"] is not None:
-        steps = int(training["max_steps"])
+    epochs = training.epochs
+    if training.max_steps is not None:
+        steps = training.max_steps
         rows_trained = steps * per_step_rows * (max_len * PACKING_FILL / mean if w.packing else 1.0)
     else:
         steps = math.ceil(steps_per_epoch * epochs)
         rows_trained = train_rows * epochs
     train_tokens = rows_trained * tokens_per_row
-    evals = steps // int(training["eval_every_steps"]) + 1 if val_rows else 0
+    evals = steps // training.eval_every_steps + 1 if val_rows else 0
     eval_tokens = evals * val_rows * tokens_per_row
     train_fpt, forward_fpt = flops_per_token(w, keys)
     total = train_tokens * train_fpt + eval_tokens * forward_fpt

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..plan import Data
+
 BYTES_PER_TOKEN = 4.0
 # Tokens a row costs besides its text: BOS/EOS and the alpaca headers ("### Instruction:" ...), or the
 # role markers of each chat message.
@@ -111,20 +113,20 @@ def measure_file(path: str, fmt: str) -> DataSize | None:
                     True)
 
 
-def data_size(data: Mapping[str, Any], local_files: bool) -> DataSize | None:
+def data_size(data: Data, local_files: bool) -> DataSize | None:
     """The training data's size: measured from the file, else declared in the spec, else None."""
     if local_files:
-        measured = measure_file(data["train"]["path"], data["train"]["format"])
+        measured = measure_file(data.train.path, data.train.format)
         if measured is not None:
             return measured
-    rows = data["num_examples"]
+    rows = data.num_examples
     if rows is None:
         return None
-    average = data["avg_tokens_per_example"]
+    average = data.avg_tokens_per_example
     if average is not None:
-        return DataSize(int(rows), (int(average),), "data.num_examples × data.avg_tokens_per_example", False)
-    assumed = min(ASSUMED_TOKENS_PER_EXAMPLE, int(data["max_seq_length"]))
-    return DataSize(int(rows), (assumed,), f"data.num_examples × {assumed} tokens per example (assumed: set "
+        return DataSize(rows, (average,), "data.num_examples × data.avg_tokens_per_example", False)
+    assumed = min(ASSUMED_TOKENS_PER_EXAMPLE, data.max_seq_length)
+    return DataSize(rows, (assumed,), f"data.num_examples × {assumed} tokens per example (assumed: set "
                     "data.avg_tokens_per_example)", False)
 
 
@@ -144,9 +146,9 @@ def expected_max(lengths: Sequence[int], draws: int) -> float:
     return total
 
 
-def validation_size(data: Mapping[str, Any], local_files: bool) -> DataSize | None:
+def validation_size(data: Data, local_files: bool) -> DataSize | None:
     """The measured `data.validation.path` file, when there is one and `local_files` allows reading it."""
-    validation = data["validation"]
-    if not local_files or validation is None or validation["path"] is None:
+    validation = data.validation
+    if not local_files or validation is None or validation.path is None:
         return None
-    return measure_file(validation["path"], validation["format"] or data["train"]["format"])
+    return measure_file(validation.path, validation.format or data.train.format)

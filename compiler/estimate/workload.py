@@ -1,4 +1,4 @@
-"""The inputs of the memory and time model, gathered from a resolved spec (or built directly by tests).
+"""The inputs of the memory and time model, gathered from a plan (or built directly by tests).
 
 `Stack` records the behaviours of the training software that change memory; `RUNTIME` is ftc's own
 runtime (transformers 5.24, peft 0.21, bitsandbytes 0.50, DeepSpeed 0.19), and every flag cites the
@@ -8,12 +8,12 @@ docs/estimate.md); the physical constants are shared.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ..gpus import GPUS
-from .models import Architecture, EstimateError
+from ..plan import Plan, Spec
+from ..runtime.method_traits import adds_virtual_tokens
+from .models import Architecture
 from .params import Trainable, trainable
 
 # DeepSpeed's defaults for keys ftc's ds_config.json leaves out (deepspeed/runtime/zero/config.py).
@@ -82,56 +82,49 @@ class Workload:
         return 4 if self.precision == "fp32" else 2
 
 
-def _attention(spec: Mapping[str, Any]) -> str:
+def _attention(spec: Spec) -> str:
     """`auto` is what the runtime picks on a GPU with flash-attn installed and a 16-bit precision."""
-    chosen = spec["performance"]["attention"]
+    chosen = spec.performance.attention
     if chosen != "auto":
-        return str(chosen)
-    gpu = GPUS[spec["resources"]["gpu"]]
-    return "flash_attention_2" if gpu.flash_attention_2 and spec["training"]["precision"] != "fp32" else "sdpa"
+        return chosen
+    gpu = GPUS[spec.resources.gpu]
+    return "flash_attention_2" if gpu.flash_attention_2 and spec.training.precision != "fp32" else "sdpa"
 
 
-def _mode(spec: Mapping[str, Any]) -> str:
-    if spec["training"]["precision"] == "fp32":
+def _mode(spec: Spec) -> str:
+    if spec.training.precision == "fp32":
         return "fp32"
-    return "deepspeed" if spec["performance"]["deepspeed"] is not None else "autocast"
+    return "deepspeed" if spec.performance.deepspeed is not None else "autocast"
 
 
-def from_spec(spec: Mapping[str, Any], arch: Architecture) -> Workload:
-    """The workload of a resolved spec on `arch` (the runtime's behaviour, see `RUNTIME`)."""
-    method = spec["method"]
-    kind = method["type"]
-    needs = {"adapter": "adapter", "lora": "lora", "qlora": "lora", "dora": "lora", "prompt_tuning": "prompt",
-             "p_tuning": "prompt", "prefix_tuning": "prompt"}.get(kind)
-    if needs is not None and method[needs] is None:
-        raise EstimateError(f"method.type {kind} needs method.{needs}")
-    training = spec["training"]
-    resources = spec["resources"]
-    ds = spec["performance"]["deepspeed"]
-    quant = method["quantization"]
-    lora = method["lora"]
-    virtual = method["type"] in ("prompt_tuning", "p_tuning", "prefix_tuning") or (
-        method["type"] == "adapter" and method["adapter"]["kind"] == "llama_adapter")
+def from_plan(plan: Plan, arch: Architecture) -> Workload:
+    """The workload of a plan on `arch` (the runtime's behaviour, see `RUNTIME`)."""
+    spec = plan.spec
+    method = spec.method
+    training = spec.training
+    ds = spec.performance.deepspeed
+    quant = method.quantization
+    virtual = adds_virtual_tokens(method.type, method.adapter.kind if method.adapter is not None else None)
     return Workload(
         arch=arch,
-        method=method["type"],
+        method=method.type,
         trainable=trainable(arch, method),
-        precision=training["precision"],
+        precision=training.precision,
         mode=_mode(spec),
-        quant_bits=quant["bits"] if quant is not None else None,
-        double_quant=bool(quant["double_quant"]) if quant is not None else False,
-        optimizer=training["optimizer"],
-        lora_dropout=float(lora["dropout"]) if lora is not None else 0.0,
-        micro_batch=int(training["micro_batch_size"]),
-        seq_len=int(spec["data"]["max_seq_length"]),
-        packing=bool(spec["data"]["packing"]) and not virtual,  # the runtime never packs virtual-token methods
-        grad_ckpt=bool(training["gradient_checkpointing"]),
+        quant_bits=quant.bits if quant is not None else None,
+        double_quant=quant.double_quant if quant is not None else False,
+        optimizer=training.optimizer,
+        lora_dropout=float(method.lora.dropout) if method.lora is not None else 0.0,
+        micro_batch=training.micro_batch_size,
+        seq_len=spec.data.max_seq_length,
+        packing=spec.data.packing and not virtual,  # the runtime never packs virtual-token methods
+        grad_ckpt=training.gradient_checkpointing,
         attention=_attention(spec),
-        grad_accum=int(training["gradient_accumulation_steps"]),
-        zero_stage=int(ds["stage"]) if ds is not None else None,
-        offload_optimizer=ds is not None and ds["offload_optimizer"] == "cpu",
-        offload_params=ds is not None and ds["offload_params"] == "cpu",
-        world_size=int(resources["nodes"]) * int(resources["gpus_per_node"]),
-        gpus_per_node=int(resources["gpus_per_node"]),
-        liger=bool(spec["performance"]["liger_kernel"]),
+        grad_accum=training.gradient_accumulation_steps,
+        zero_stage=ds.stage if ds is not None else None,
+        offload_optimizer=ds is not None and ds.offload_optimizer == "cpu",
+        offload_params=ds is not None and ds.offload_params == "cpu",
+        world_size=plan.derived.world_size,
+        gpus_per_node=spec.resources.gpus_per_node,
+        liger=spec.performance.liger_kernel,
     )

@@ -67,7 +67,6 @@ def render(plan: Plan) -> dict[str, str]:
     files["README.md"] = readme(plan, files)
     files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))
     # `ftc estimate` at compile time (spec only, no local files): not needed by the job, so not in k8s/
-    files[estimate_report.ESTIMATE_FILE] = json_text(estimate_report.artifact(
-        plan.to_dict()["spec"], f"ftc {plan.ftc_version}", plan.spec_sha256))
+    files[estimate_report.ESTIMATE_FILE] = json_text(estimate_report.artifact(plan))
     files[MANIFEST] = manifest(plan, files)
     return dict(sorted(files.items()))

@@ -1,14 +1,16 @@
-"""The seed's Llama-2-7B table (section 二) explained: under which batch, sequence and checkpointing each
-figure holds, estimated for ftc's runtime (printed by scripts/estimate_seed.py).
+"""A commonly quoted Llama-2-7B sizing table, explained: under which micro-batch, sequence length and
+gradient checkpointing each of its memory figures holds, estimated for ftc's runtime (printed by
+scripts/estimate_llama2_reference.py).
 
-| 方法 | 显存 | GPU配置 | 成本/小时 |   (method | memory | GPUs | $/hour)
-| Full FT | 112GB | 2×A100 80GB | $65 |
-| LoRA | 24GB | 1×A10G | $1 |
-| QLoRA | 12GB | 1×RTX 4090 | $0.5 |
+| method  | memory | GPUs         | $/hour |
+| Full FT | 112 GB | 2×A100 80GB  | 65     |
+| LoRA    | 24 GB  | 1×A10G       | 1      |
+| QLoRA   | 12 GB  | 1×RTX 4090   | 0.5    |
 
 Full FT's 112 GB is the classic mixed-precision Adam bill (16-bit weights and gradients, fp32 master
 weights and two fp32 moments: 16 bytes per parameter) plus activations, summed over the two GPUs while
-the model trains; the LoRA and QLoRA figures are the memory of one GPU.
+the model trains; the LoRA and QLoRA figures are the memory of one GPU. The table states no batch size,
+sequence length or checkpointing; this module finds the ones that reproduce each figure.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..gpus import GPUS
+from ..plan import Plan, make_plan
 from ..resolve import resolve
 from .fit import status_of
 from .memory import estimate_memory
 from .models import CATALOG
 from .throughput import builtin_prices
-from .workload import from_spec
+from .workload import from_plan
 
 MODEL = "meta-llama/Llama-2-7b-hf"
 TOLERANCE = 0.10
@@ -32,8 +35,10 @@ SEQUENCES = (256, 512, 768, 1024, 1536, 2048, 3072, 4096)
 
 
 @dataclass(frozen=True)
-class SeedRow:
-    method: str  # the seed's label
+class ReferenceRow:
+    """One row of the sizing table."""
+
+    method: str  # the table's label
     kind: str  # method.type
     memory_gb: float
     config: str
@@ -42,10 +47,10 @@ class SeedRow:
     usd_per_hour: float
 
 
-SEED = (
-    SeedRow("Full FT", "full", 112, "2×A100 80GB", "A100-80GB", 2, 65.0),
-    SeedRow("LoRA", "lora", 24, "1×A10G", "A10G", 1, 1.0),
-    SeedRow("QLoRA", "qlora", 12, "1×RTX 4090", "RTX4090", 1, 0.5),
+TABLE = (
+    ReferenceRow("Full FT", "full", 112, "2×A100 80GB", "A100-80GB", 2, 65.0),
+    ReferenceRow("LoRA", "lora", 24, "1×A10G", "A10G", 1, 1.0),
+    ReferenceRow("QLoRA", "qlora", 12, "1×RTX 4090", "RTX4090", 1, 0.5),
 )
 
 
@@ -54,23 +59,23 @@ class Assumption:
     micro_batch: int
     seq_len: int
     grad_ckpt: bool
-    figure_gb: float  # the estimate comparable with the seed's figure
+    figure_gb: float  # the estimate comparable with the table's figure
     device_gb_per_gpu: float  # ftc's full device peak per GPU
-    status: str  # on the seed's GPUs
+    status: str  # on the table's GPUs
 
 
 @dataclass(frozen=True)
 class Explanation:
-    row: SeedRow
+    row: ReferenceRow
     compared: str  # what figure_gb measures
-    matches: tuple[Assumption, ...]  # within TOLERANCE of the seed's figure, closest first
-    usd_per_hour: float  # the built-in price table's price for the seed's GPUs
+    matches: tuple[Assumption, ...]  # within TOLERANCE of the table's figure, closest first
+    usd_per_hour: float  # the built-in price table's price for the row's GPUs
 
 
-def spec_for(row: SeedRow, micro_batch: int, seq_len: int, grad_ckpt: bool) -> dict[str, Any]:
-    """The resolved spec of one seed row: the seed's LoRA config (r 8, alpha 16, q/k/v/o) on Llama-2-7B."""
+def plan_for(row: ReferenceRow, micro_batch: int, seq_len: int, grad_ckpt: bool) -> Plan:
+    """The plan of one table row on Llama-2-7B (LoRA r 8, alpha 16 on q/k/v/o, the usual configuration)."""
     raw: dict[str, Any] = {
-        "apiVersion": "ftc/v1", "kind": "FineTune", "metadata": {"name": "seed"},
+        "apiVersion": "ftc/v1", "kind": "FineTune", "metadata": {"name": "llama2-reference"},
         "model": {"name_or_path": MODEL},
         "method": {"type": row.kind},
         "data": {"train": {"path": "data/train.jsonl"}, "max_seq_length": seq_len, "packing": False},
@@ -82,18 +87,16 @@ def spec_for(row: SeedRow, micro_batch: int, seq_len: int, grad_ckpt: bool) -> d
                                  "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     else:
         raw["performance"] = {"deepspeed": {"stage": 3}}
-    spec = resolve(raw)
-    spec["data"].setdefault("avg_tokens_per_example", None)
-    return spec
+    return make_plan(resolve(raw), "")
 
 
-def _assumptions(row: SeedRow) -> Iterator[Assumption]:
+def _assumptions(row: ReferenceRow) -> Iterator[Assumption]:
     arch = CATALOG[MODEL]
     capacity = GPUS[row.gpu].memory_gib
     for mb in MICRO_BATCHES:
         for seq in SEQUENCES:
             for ckpt in (True, False):
-                memory = estimate_memory(from_spec(spec_for(row, mb, seq, ckpt), arch))
+                memory = estimate_memory(from_plan(plan_for(row, mb, seq, ckpt), arch))
                 if row.kind == "full":
                     figure = sum(memory.phases["backward"].values()) * row.gpus
                 else:
@@ -105,7 +108,7 @@ def _assumptions(row: SeedRow) -> Iterator[Assumption]:
 def explain() -> list[Explanation]:
     prices = builtin_prices().gpus
     out = []
-    for row in SEED:
+    for row in TABLE:
         close = [a for a in _assumptions(row) if abs(a.figure_gb - row.memory_gb) <= TOLERANCE * row.memory_gb]
         close.sort(key=lambda a: (abs(a.figure_gb - row.memory_gb), a.micro_batch, a.seq_len))
         compared = ("model states + activations while training, summed over both GPUs (DeepSpeed ZeRO-3, bf16)"

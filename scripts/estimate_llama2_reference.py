@@ -1,19 +1,20 @@
-"""The seed's Llama-2-7B memory table, explained by `ftc estimate`: under which micro-batch, sequence
-length and checkpointing assumptions each figure holds (for ftc's runtime).
+"""A commonly quoted Llama-2-7B sizing table (full fine-tuning 112 GB on 2×A100 80GB, LoRA 24 GB on an
+A10G, QLoRA 12 GB on an RTX 4090), explained by `ftc estimate`: under which micro-batch, sequence length
+and checkpointing assumptions each figure holds (for ftc's runtime).
 
-    python scripts/estimate_seed.py
+    python scripts/estimate_llama2_reference.py
 """
 
 from __future__ import annotations
 
-from ftc.estimate.seed import TOLERANCE, explain, facts
+from ftc.estimate.llama2_reference import TOLERANCE, explain, facts
 
 SHOWN = 4
 
 
 def main() -> int:
-    print("Seed table (section 二, Llama-2-7B) and the estimate:\n")
-    print("| method | seed memory | seed GPUs | seed $/h | built-in $/h | holds for (micro-batch × tokens, "
+    print("A commonly quoted Llama-2-7B sizing table and the estimate:\n")
+    print("| method | table memory | table GPUs | table $/h | built-in $/h | holds for (micro-batch × tokens, "
           "checkpointing) |")
     print("|---|---|---|---|---|---|")
     for e in explain():
