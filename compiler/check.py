@@ -366,7 +366,7 @@ def spot_without_storage(ctx: Context) -> Iterator[Diagnostic]:
 @rule("W460")
 def estimated_memory_fits(ctx: Context) -> Iterator[Diagnostic]:
     """The estimated peak memory per GPU (`ftc estimate`, from the spec alone) exceeds the chosen GPU."""
-    result = spec_only_estimate(ctx.plan.to_dict()["spec"])  # the estimate reads the spec as plain data today
+    result = spec_only_estimate(ctx.plan)
     if isinstance(result, str) or result.status != NO_FIT:
         return
     gpu = GPUS[ctx.spec.resources.gpu]

@@ -9,6 +9,7 @@ schema and derived values in `ftc.resolve`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -49,10 +50,13 @@ from .spec_types import (
     WorkloadIdentity,
 )
 
+# The type of `method.lora.target_modules` (module names or "all-linear"), for code that passes it around.
+Targets = typing.get_type_hints(Lora)["target_modules"]
+
 __all__ = [
     "Adapter", "Architecture", "Checkpointing", "Data", "DeepSpeed", "Derived", "EarlyStopping", "Kubernetes",
     "Lora", "Metadata", "Method", "Mlflow", "Model", "Monitoring", "Output", "Performance", "Plan", "Prompt",
-    "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Toleration", "TrainData", "Training",
+    "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Targets", "Toleration", "TrainData", "Training",
     "Validation", "Wandb", "WorkloadIdentity", "content_hash", "make_plan",
 ]
 
@@ -120,6 +124,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _hints(tp: type) -> dict[str, Any]:
+    """Resolved type hints of a dataclass (resolving them is most of the cost of building a plan)."""
+    return typing.get_type_hints(tp)
+
+
 def _build(tp: Any, value: Any) -> Any:
     """Build a frozen dataclass tree from plain data, following the dataclasses' type hints."""
     if value is None:
@@ -138,7 +148,7 @@ def _build(tp: Any, value: Any) -> Any:
             return _build(arm, value)
         raise TypeError(f"no arm of {tp} accepts {value!r}")
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
         extra = set(value) - names
         if extra:

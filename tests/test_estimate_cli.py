@@ -254,8 +254,8 @@ def test_world_size_and_global_batch_come_from_the_plan() -> None:
 
 
 def test_check_and_compile_share_one_estimate() -> None:
-    """The check stage passes its resolved spec, compile the plan made from it: one computation."""
+    """The check stage and the renderer estimate the same plan: one computation."""
     spec = resolve(make_spec(**{"model.name_or_path": "meta-llama/Llama-2-13b-hf"}))
-    from_check = spec_only_estimate(spec)
+    from_check = spec_only_estimate(make_plan(spec, "sha"))
     assert from_check is spec_only_estimate(make_plan(spec, "sha"))
     assert not isinstance(from_check, str) and from_check.plan.spec.model.name_or_path.endswith("13b-hf")

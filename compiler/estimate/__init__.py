@@ -11,12 +11,10 @@ so it runs on the compile path. docs/estimate.md documents every formula and con
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..gpus import GPUS
-from ..plan import Plan, make_plan
+from ..plan import Plan
 from .fit import FITS, Change, Fit, changes_to_fit, fit_table, on_gpu, status_of
 from .memory import GIB, Memory, estimate_memory
 from .models import Architecture, ArchitectureError, EstimateError, resolve_architecture
@@ -114,13 +112,8 @@ def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: P
 _CACHE: dict[str, Estimate | str] = {}
 
 
-def spec_only_estimate(plan: Plan | Mapping[str, Any]) -> Estimate | str:
-    """The compile-time estimate (no local files), or why there is none. Cached: check and render share it.
-
-    The check stage runs before the plan is made and passes its resolved spec, which is planned here.
-    """
-    if not isinstance(plan, Plan):
-        plan = make_plan(dict(plan), "")
+def spec_only_estimate(plan: Plan) -> Estimate | str:
+    """The compile-time estimate (no local files), or why there is none. Cached: check and render share it."""
     key = json.dumps(plan.to_dict()["spec"], sort_keys=True)
     cached = _CACHE.get(key)
     if cached is None:
