@@ -47,6 +47,27 @@ def test_rendered_script_compiles_lints_and_embeds_the_plan(tiny: Tiny, tmp_path
     assert text.rstrip().endswith('raise SystemExit(main())')
 
 
+def test_every_step_is_handed_the_parts_of_the_plan_it_reads(tiny: Tiny, tmp_path: Path) -> None:
+    """main() hands no step the whole plan or spec: each gets sections or values of it, by keyword."""
+    import ftc.runtime
+
+    script = render_train_script(make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out"), tmp_path / "job")
+    main = next(node for node in ast.parse(script.read_text(encoding="utf-8")).body
+                if isinstance(node, ast.FunctionDef) and node.name == "main")
+    calls = [node for node in ast.walk(main) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    steps = {call.func.id: call for call in calls if call.func.id in ftc.runtime.__all__}  # type: ignore[union-attr]
+    assert set(steps) == {"setup", "make_training_arguments", "load_tokenizer", "choose_attention", "prepare_data",
+                          "load_model", "apply_method", "pack_for_model", "build_trainer", "train", "save_final",
+                          "write_metrics", "upload_results", "smoke_generate"}
+    for name, call in steps.items():
+        handed = [*call.args, *(keyword.value for keyword in call.keywords)]
+        whole = [ast.unparse(value) for value in handed if isinstance(value, ast.Name) and value.id in ("PLAN", "SPEC")]
+        assert not whole, f"{name} is handed {whole}"
+        positional_plan = [ast.unparse(value) for value in call.args if "PLAN" in ast.unparse(value)
+                           or "SPEC" in ast.unparse(value)]
+        assert not positional_plan, f"{name} takes {positional_plan} positionally"
+
+
 def test_runtime_imports_only_itself_and_the_training_stack() -> None:
     for source in (ROOT / "compiler" / "runtime").glob("*.py"):
         tree = ast.parse(source.read_text(encoding="utf-8"))

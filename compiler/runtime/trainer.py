@@ -132,12 +132,11 @@ def build_trainer(args: TrainingArguments, model: nn.Module, tokenizer: PreTrain
     section's storage, uploaded there.
     """
     callbacks: list[TrainerCallback] = [StopOnSignal()]
-    early = early_stopping
-    if early is not None and data.validation is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early["patience"],
-                                               early_stopping_threshold=early["min_delta"]))
-        LOG.info("early stopping: %s, patience %d, min_delta %g; final model: %s", early["metric"],
-                 early["patience"], early["min_delta"],
+    if early_stopping is not None and data.validation is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping["patience"],
+                                               early_stopping_threshold=early_stopping["min_delta"]))
+        LOG.info("early stopping: %s, patience %d, min_delta %g; final model: %s", early_stopping["metric"],
+                 early_stopping["patience"], early_stopping["min_delta"],
                  "the best checkpoint" if args.load_best_model_at_end else
                  "the last step (the best is reloaded only when checkpointing.every_steps is a multiple "
                  "of training.eval_every_steps)")
