@@ -178,15 +178,22 @@ def run_case(case: str, work: Path, model_dir: Path, shape: dict[str, int], seq:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     try:
-        runtime.setup(plan)
-        args = runtime.make_training_arguments(training_arguments(plan), work)
+        spec = plan["spec"]
+        runtime.setup(ftc_version=plan["ftc_version"], spec_sha256=plan["spec_sha256"], name=spec["metadata"]["name"],
+                      method=spec["method"], training=spec["training"], output=spec["output"],
+                      monitoring=spec["monitoring"], checkpointing=spec["checkpointing"], derived=plan["derived"])
+        args = runtime.make_training_arguments(training_arguments(Plan.from_dict(plan)), work)
         started = time.perf_counter()
-        model = runtime.apply_method(plan, runtime.load_model(plan, "sdpa"))
+        model = runtime.load_model(model=spec["model"], method=spec["method"],
+                                   precision=spec["training"]["precision"], attention="sdpa")
+        model = runtime.apply_method(model, method=spec["method"], base=spec["model"],
+                                     gradient_checkpointing=spec["training"]["gradient_checkpointing"])
         outcome.load_seconds = round(time.perf_counter() - started, 1)
         outcome.parameters = sum(p.numel() for p in model.parameters())
         outcome.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         data = synthetic_data(shape["vocab_size"], seq, rows=steps)
-        trainer = runtime.build_trainer(plan, args, model, None, data)
+        trainer = runtime.build_trainer(args, model, None, data, early_stopping=spec["training"]["early_stopping"],
+                                        checkpointing=spec["checkpointing"], nodes=spec["resources"]["nodes"])
         trainer.add_callback(StepTimer())
         trainer.train()
         measured = step_times[warmup:] or step_times

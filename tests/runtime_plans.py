@@ -2,7 +2,8 @@
 
 `make_plan` runs the real resolve and plan stages on a partial spec (without the check stage, so tests
 can also build plans the compiler would refuse); `render_train_script` writes train.py and the runtime
-with the production renderer.
+with the production renderer; `prepare_planned_data`, `load_base` and `apply_planned_method` hand a
+plan's sections to those runtime steps as train.py does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ftc.plan import Plan
 from ftc.render.artifacts import runtime_files, train_script
 from ftc.render.configs import deepspeed_config
 from ftc.render.text import json_text
+from ftc.render.trainer_args import training_arguments
 from ftc.resolve import resolve
 from specs import deep_merge
 
@@ -47,6 +49,36 @@ def make_plan(model_dir: str | Path, data_path: str | Path, output_dir: str | Pa
     raw = deep_merge(raw, sections)
     sha = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
     return plan_stage.make_plan(resolve(raw), sha).to_dict()
+
+
+def compiled_training_arguments(plan: dict[str, Any]) -> dict[str, Any]:
+    """TRAINING_ARGUMENTS of the train.py that `ftc compile` renders for `plan` (the plan.json dict)."""
+    return training_arguments(Plan.from_dict(plan))
+
+
+def prepare_planned_data(plan: dict[str, Any], tokenizer: Any) -> Any:
+    """The plan's data, prepared as train.py prepares it."""
+    from ftc.runtime.data import prepare_data
+
+    return prepare_data(tokenizer, data=plan["spec"]["data"], seed=plan["spec"]["training"]["seed"])
+
+
+def load_base(plan: dict[str, Any], attention: str = "sdpa") -> Any:
+    """The plan's base model, loaded as train.py loads it."""
+    from ftc.runtime.model import load_model
+
+    spec = plan["spec"]
+    return load_model(model=spec["model"], method=spec["method"], precision=spec["training"]["precision"],
+                      attention=attention)
+
+
+def apply_planned_method(plan: dict[str, Any], model: Any) -> Any:
+    """The plan's method applied to `model`, as train.py applies it."""
+    from ftc.runtime.methods import apply_method
+
+    spec = plan["spec"]
+    return apply_method(model, method=spec["method"], base=spec["model"],
+                        gradient_checkpointing=spec["training"]["gradient_checkpointing"])
 
 
 def render_train_script(plan: dict[str, Any], out_dir: Path) -> Path:

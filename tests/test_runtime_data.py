@@ -10,7 +10,7 @@ from typing import Any
 import datasets
 import pytest
 from conftest import Tiny
-from ftc.runtime.data import IGNORE_INDEX, prepare_data, read_rows, tokenize_rows
+from ftc.runtime.data import IGNORE_INDEX, read_rows, tokenize_rows
 from ftc.runtime.errors import ConfigError
 from ftc.runtime.formats import (
     ALPACA_PROMPT,
@@ -19,7 +19,7 @@ from ftc.runtime.formats import (
     chat_segments,
     row_segments,
 )
-from runtime_plans import make_plan
+from runtime_plans import make_plan, prepare_planned_data
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
@@ -139,7 +139,7 @@ def test_skipped_rows_are_counted_by_reason_and_logged(tiny: Tiny, tmp_path: Pat
     path = _write_jsonl(tmp_path / "train.jsonl", rows)
     plan = make_plan(tiny.model_dir, path, tmp_path / "out", data={"validation": {"fraction": 0.2}})
     with caplog.at_level(logging.INFO, logger="ftc"):
-        data = prepare_data(plan, tokenizer)
+        data = prepare_planned_data(plan, tokenizer)
     assert data.skipped["train"] == {"empty": 2, "malformed": 3, "too_long": 1}
     assert data.skipped["validation"] == {"empty": 0, "malformed": 0, "too_long": 0}
     assert data.rows == {"train": 8, "validation": 2}
@@ -148,14 +148,14 @@ def test_skipped_rows_are_counted_by_reason_and_logged(tiny: Tiny, tmp_path: Pat
 
 def test_fraction_split_is_seeded(tiny: Tiny, tmp_path: Path, tokenizer: Any) -> None:
     plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"validation": {"fraction": 0.25}})
-    first, second = prepare_data(plan, tokenizer), prepare_data(plan, tokenizer)
+    first, second = prepare_planned_data(plan, tokenizer), prepare_planned_data(plan, tokenizer)
     assert first.rows == {"train": 300, "validation": 100}
     assert first.validation is not None and second.validation is not None
     assert first.validation["input_ids"] == second.validation["input_ids"]
     assert set(first.train.column_names) == {"input_ids", "labels"}
     other = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"validation": {"fraction": 0.25}},
                       training={"seed": 7})
-    assert prepare_data(other, tokenizer).validation["input_ids"] != first.validation["input_ids"]
+    assert prepare_planned_data(other, tokenizer).validation["input_ids"] != first.validation["input_ids"]
 
 
 def test_validation_file_in_another_format(tiny: Tiny, tmp_path: Path, tokenizer: Any) -> None:
@@ -163,7 +163,7 @@ def test_validation_file_in_another_format(tiny: Tiny, tmp_path: Path, tokenizer
                               [{"prompt": "Reverse ab:", "completion": " ba"}, {"x": 1}])
     plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out",
                      data={"validation": {"fraction": None, "path": str(validation), "format": "completion"}})
-    data = prepare_data(plan, tokenizer)
+    data = prepare_planned_data(plan, tokenizer)
     assert data.rows == {"train": 400, "validation": 1}
     assert data.skipped["validation"]["malformed"] == 1
     assert tokenizer.decode(data.sample_prompt_ids) == "<s>Reverse ab:"
@@ -171,7 +171,7 @@ def test_validation_file_in_another_format(tiny: Tiny, tmp_path: Path, tokenizer
 
 def test_no_validation(tiny: Tiny, tmp_path: Path, tokenizer: Any) -> None:
     plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"validation": None})
-    data = prepare_data(plan, tokenizer)
+    data = prepare_planned_data(plan, tokenizer)
     assert data.validation is None and data.rows == {"train": 400, "validation": 0}
     assert tokenizer.decode(data.sample_prompt_ids).endswith("### Response:\n")
 
@@ -195,7 +195,7 @@ def test_missing_or_unknown_data_files_are_config_errors(tiny: Tiny, tmp_path: P
         read_rows(str(tmp_path / "rows.csv"))
     empty = _write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "x", "output": ""}])
     with pytest.raises(ConfigError, match="no usable training rows"):
-        prepare_data(make_plan(tiny.model_dir, empty, tmp_path / "out"), tokenizer)
+        prepare_planned_data(make_plan(tiny.model_dir, empty, tmp_path / "out"), tokenizer)
 
 
 def test_chat_without_any_template_is_a_config_error(tiny: Tiny, tmp_path: Path, tokenizer: Any) -> None:
@@ -212,6 +212,6 @@ def test_tiny_data_files_load_in_every_format(tiny: Tiny, tmp_path: Path, tokeni
     for stem, fmt in (("chat", "chat"), ("completion", "completion"), ("text", "text")):
         plan = make_plan(tiny.model_dir, tiny.data_dir / f"{stem}.jsonl", tmp_path / "out",
                          data={"train": {"format": fmt}})
-        data = prepare_data(plan, tokenizer)
+        data = prepare_planned_data(plan, tokenizer)
         assert data.rows["train"] + data.rows["validation"] == 400, fmt
         assert sum(data.skipped["train"].values()) == 0, fmt

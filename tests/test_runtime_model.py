@@ -12,22 +12,28 @@ import torch
 from conftest import Tiny
 from ftc.runtime import methods, model
 from ftc.runtime.errors import ConfigError, EnvironmentProblem
-from ftc.runtime.methods import apply_method, check_method
-from ftc.runtime.model import choose_attention, load_model, load_tokenizer, model_dtype
+from ftc.runtime.methods import check_method, check_save
+from ftc.runtime.model import choose_attention, load_tokenizer, model_dtype
 from peft import PeftModel
-from runtime_plans import make_plan
+from runtime_plans import apply_planned_method, compiled_training_arguments, load_base, make_plan
 
 
 def _plan(tiny: Tiny, tmp_path: Path, **sections: Any) -> dict[str, Any]:
     return make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", **sections)
 
 
+def _attention(plan: dict[str, Any]) -> str:
+    """choose_attention as train.py calls it."""
+    spec = plan["spec"]
+    return choose_attention(requested=spec["performance"]["attention"], precision=spec["training"]["precision"])
+
+
 def test_auto_attention_is_sdpa_without_flash_attn_and_logged(tiny: Tiny, tmp_path: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="ftc"):
-        assert choose_attention(_plan(tiny, tmp_path)) == "sdpa"
+        assert _attention(_plan(tiny, tmp_path)) == "sdpa"
     assert "attention: auto -> sdpa" in caplog.text
-    assert choose_attention(_plan(tiny, tmp_path, performance={"attention": "eager"})) == "eager"
+    assert _attention(_plan(tiny, tmp_path, performance={"attention": "eager"})) == "eager"
 
 
 def test_auto_attention_takes_flash_attention_when_usable(tiny: Tiny, tmp_path: Path,
@@ -36,8 +42,8 @@ def test_auto_attention_takes_flash_attention_when_usable(tiny: Tiny, tmp_path: 
     monkeypatch.setattr(model.importlib.util, "find_spec",
                         lambda name, *a: object() if name == "flash_attn" else real(name, *a))
     monkeypatch.setattr(model.torch.cuda, "is_available", lambda: True)
-    assert choose_attention(_plan(tiny, tmp_path, training={"precision": "bf16"})) == "flash_attention_2"
-    assert choose_attention(_plan(tiny, tmp_path, training={"precision": "fp32"})) == "sdpa"
+    assert _attention(_plan(tiny, tmp_path, training={"precision": "bf16"})) == "flash_attention_2"
+    assert _attention(_plan(tiny, tmp_path, training={"precision": "fp32"})) == "sdpa"
 
 
 def test_flash_attention_without_the_package_fails_before_loading(tiny: Tiny, tmp_path: Path,
@@ -45,21 +51,20 @@ def test_flash_attention_without_the_package_fails_before_loading(tiny: Tiny, tm
     plan = _plan(tiny, tmp_path, performance={"attention": "flash_attention_2"},
                  training={"precision": "bf16"})
     with pytest.raises(EnvironmentProblem, match="flash_attn package is not installed.*attention: sdpa"):
-        choose_attention(plan)
+        _attention(plan)
     real = importlib.util.find_spec
     monkeypatch.setattr(model.importlib.util, "find_spec",
                         lambda name, *a: object() if name == "flash_attn" else real(name, *a))
     with pytest.raises(EnvironmentProblem, match="needs a CUDA GPU"):
-        choose_attention(plan)
+        _attention(plan)
 
 
 def test_dtypes_follow_precision(tiny: Tiny, tmp_path: Path) -> None:
-    assert model_dtype(_plan(tiny, tmp_path, training={"precision": "bf16"})) == torch.bfloat16
-    assert model_dtype(_plan(tiny, tmp_path, training={"precision": "fp16"})) == torch.float16
+    assert model_dtype("lora", "bf16") == torch.bfloat16
+    assert model_dtype("qlora", "fp16") == torch.float16
     for precision in ("bf16", "fp16"):
-        full = _plan(tiny, tmp_path, training={"precision": precision}, method={"type": "full", "lora": None})
-        assert model_dtype(full) == torch.float32  # fp32 master weights under autocast
-    loaded = load_model(_plan(tiny, tmp_path, training={"precision": "bf16"}), "eager")
+        assert model_dtype("full", precision) == torch.float32  # fp32 master weights under autocast
+    loaded = load_base(_plan(tiny, tmp_path, training={"precision": "bf16"}), "eager")
     assert loaded.dtype == torch.bfloat16 and loaded.config._attn_implementation == "eager"
     assert loaded.config.use_cache is False
 
@@ -67,18 +72,18 @@ def test_dtypes_follow_precision(tiny: Tiny, tmp_path: Path) -> None:
 def test_missing_model_directory_is_a_config_error(tiny: Tiny, tmp_path: Path) -> None:
     plan = make_plan(tmp_path / "no-such-model", tiny.alpaca, tmp_path / "out")
     with pytest.raises(ConfigError, match="model.name_or_path .* does not exist"):
-        load_tokenizer(plan)
+        load_tokenizer(model=plan["spec"]["model"])
     with pytest.raises(ConfigError, match="does not exist"):
-        load_model(plan, "sdpa")
+        load_base(plan)
 
 
 def test_tokenizer_without_pad_token_pads_with_eos(tiny: Tiny, tmp_path: Path) -> None:
-    tokenizer = load_tokenizer(_plan(tiny, tmp_path))
+    tokenizer = load_tokenizer(model=_plan(tiny, tmp_path)["spec"]["model"])
     assert (tokenizer.pad_token, tokenizer.padding_side) == ("<pad>", "right")
     tokenizer.pad_token = None
     tokenizer.save_pretrained(tmp_path / "tok")
     plan = _plan(tiny, tmp_path, model={"tokenizer": str(tmp_path / "tok")})
-    assert load_tokenizer(plan).pad_token == "</s>"
+    assert load_tokenizer(model=plan["spec"]["model"]).pad_token == "</s>"
 
 
 def _trainable(module: torch.nn.Module) -> int:
@@ -109,9 +114,9 @@ def test_peft_methods_train_only_their_adapter(tiny: Tiny, tmp_path: Path, metho
                                               marker: str) -> None:
     training = {"gradient_checkpointing": method["type"] != "prefix_tuning"}
     plan = _plan(tiny, tmp_path, method=method, training=training)
-    base = load_model(plan, "sdpa")
+    base = load_base(plan)
     total = sum(p.numel() for p in base.parameters())
-    wrapped = apply_method(plan, base)
+    wrapped = apply_planned_method(plan, base)
     assert isinstance(wrapped, PeftModel)
     trainable = [name for name, p in wrapped.named_parameters() if p.requires_grad]
     assert trainable and any(marker in name for name in trainable), trainable[:5]
@@ -124,17 +129,19 @@ def test_peft_methods_train_only_their_adapter(tiny: Tiny, tmp_path: Path, metho
 def test_lora_settings_reach_peft(tiny: Tiny, tmp_path: Path) -> None:
     plan = _plan(tiny, tmp_path, method={"type": "dora", "lora": {"r": 4, "alpha": 8, "rslora": True,
                                                                   "target_modules": ["q_proj", "v_proj"]}})
-    config = methods.peft_config(plan, torch.nn.Linear(1, 1))
+    spec = plan["spec"]
+    config = methods.peft_config(spec["method"], torch.nn.Linear(1, 1), spec["model"])
     assert (config.r, config.lora_alpha, config.use_rslora, config.use_dora) == (4, 8, True, True)
     assert set(config.target_modules) == {"q_proj", "v_proj"}
-    all_linear = methods.peft_config(_plan(tiny, tmp_path), torch.nn.Linear(1, 1))
+    default = _plan(tiny, tmp_path)["spec"]
+    all_linear = methods.peft_config(default["method"], torch.nn.Linear(1, 1), default["model"])
     assert all_linear.target_modules == "all-linear"
 
 
 def test_full_fine_tuning_trains_everything(tiny: Tiny, tmp_path: Path) -> None:
     plan = _plan(tiny, tmp_path, method={"type": "full", "lora": None})
-    base = load_model(plan, "sdpa")
-    assert apply_method(plan, base) is base
+    base = load_base(plan)
+    assert apply_planned_method(plan, base) is base
     assert _trainable(base) == sum(p.numel() for p in base.parameters())
 
 
@@ -146,7 +153,7 @@ def test_quantized_lora_loads_the_base_in_bitsandbytes_layers(tiny: Tiny, tmp_pa
     if bits == 4:
         expected = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "fp32"}
         assert plan["spec"]["method"]["quantization"] == expected
-    wrapped = apply_method(plan, load_model(plan, "sdpa"))
+    wrapped = apply_planned_method(plan, load_base(plan))
     assert any(type(m).__name__ == layer for m in wrapped.modules())
     loss = wrapped(input_ids=torch.tensor([[1, 40, 41, 2]]), labels=torch.tensor([[-100, 40, 41, 2]])).loss
     loss.backward()
@@ -165,19 +172,20 @@ def test_quantized_lora_loads_the_base_in_bitsandbytes_layers(tiny: Tiny, tmp_pa
 ])
 def test_impossible_method_settings_fail_before_loading(tiny: Tiny, tmp_path: Path, sections: dict[str, Any],
                                                         message: str) -> None:
+    spec = _plan(tiny, tmp_path, **sections)["spec"]
     with pytest.raises(ConfigError, match=message):
-        check_method(_plan(tiny, tmp_path, **sections))
+        check_method(spec["method"], gradient_checkpointing=spec["training"]["gradient_checkpointing"])
+        check_save(spec["method"], spec["output"]["save"])
 
 
 def test_missing_tracker_or_kernel_packages_fail_before_loading(tiny: Tiny, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from ftc.render.trainer_args import training_arguments
     from ftc.runtime import trainer
 
     monkeypatch.setattr(trainer.importlib.util, "find_spec", lambda name, *args: None)
     plan = _plan(tiny, tmp_path, monitoring={"report_to": ["tensorboard"]})
     with pytest.raises(EnvironmentProblem, match=r"report_to tensorboard needs the tensorboard package"):
-        trainer.make_training_arguments(training_arguments(plan), tmp_path)
+        trainer.make_training_arguments(compiled_training_arguments(plan), tmp_path)
     plan = _plan(tiny, tmp_path, performance={"liger_kernel": True})
     with pytest.raises(EnvironmentProblem, match=r"liger_kernel needs the liger-kernel package"):
-        trainer.make_training_arguments(training_arguments(plan), tmp_path)
+        trainer.make_training_arguments(compiled_training_arguments(plan), tmp_path)

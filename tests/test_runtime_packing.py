@@ -12,11 +12,18 @@ import pytest
 import torch
 import transformers.masking_utils
 from conftest import Tiny
-from ftc.runtime.data import IGNORE_INDEX, prepare_data
-from ftc.runtime.model import load_model
+from ftc.runtime.data import IGNORE_INDEX, PreparedData
 from ftc.runtime.packing import PackedCollator, keeps_examples_apart, pack_for_model, pack_indices
-from runtime_plans import make_plan
+from runtime_plans import load_base, make_plan, prepare_planned_data
 from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq
+
+
+def _pack(plan: dict[str, Any], data: PreparedData, model: torch.nn.Module) -> PreparedData:
+    """pack_for_model with the plan's sections, as train.py calls it (sdpa attention)."""
+    spec = plan["spec"]
+    return pack_for_model(data, model, attention="sdpa", packing=spec["data"]["packing"],
+                          max_seq_length=spec["data"]["max_seq_length"], method=spec["method"],
+                          deepspeed=spec["performance"]["deepspeed"])
 
 
 def test_pack_indices_fill_packs_without_overflow_and_use_every_example() -> None:
@@ -41,7 +48,7 @@ def test_collator_restarts_positions_and_masks_each_first_label() -> None:
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_packed_loss_equals_padded_loss(tiny: Tiny, tmp_path: Path, tokenizer: Any, attention: str) -> None:
     plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"packing": True})
-    data = prepare_data(plan, tokenizer)
+    data = prepare_planned_data(plan, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(tiny.model_dir, attn_implementation=attention).eval()
     examples = [data.train[i] for i in range(6)]
     padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)(examples)
@@ -60,27 +67,31 @@ def test_packed_loss_equals_padded_loss(tiny: Tiny, tmp_path: Path, tokenizer: A
 def test_probe_and_fallback_when_attention_ignores_position_ids(tiny: Tiny, tmp_path: Path, tokenizer: Any,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"packing": True})
-    data = prepare_data(plan, tokenizer)
-    model = load_model(plan, "sdpa")
+    data = prepare_planned_data(plan, tokenizer)
+    model = load_base(plan, "sdpa")
     first, second = data.train[0]["input_ids"], data.train[1]["input_ids"]
     assert keeps_examples_apart(model, first, second)
-    packed = pack_for_model(plan, data, model, "sdpa")
+    packed = _pack(plan, data, model)
     assert packed.packed and len(packed.train) < len(data.train) / 2
     assert sum(len(pack) for pack in packed.train["input_ids"]) == len(data.train)
     with mock.patch.object(transformers.masking_utils, "find_packed_sequence_indices", return_value=None), \
             caplog.at_level(logging.INFO, logger="ftc"):
         assert not keeps_examples_apart(model, first, second)
-        fallback = pack_for_model(plan, data, model, "sdpa")
+        fallback = _pack(plan, data, model)
     assert not fallback.packed and fallback.train is data.train
     assert "packing: turned off: sdpa attention of this model lets packed examples attend" in caplog.text
 
 
+@pytest.mark.parametrize(("method", "name"), [
+    ({"type": "prompt_tuning", "lora": None}, "prompt_tuning"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "llama_adapter"}}, "llama_adapter"),
+])
 def test_no_packing_for_methods_with_virtual_tokens(tiny: Tiny, tmp_path: Path, tokenizer: Any,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"packing": True},
-                     method={"type": "prompt_tuning", "lora": None})
-    data = prepare_data(plan, tokenizer)
+                                                    caplog: pytest.LogCaptureFixture, method: dict[str, Any],
+                                                    name: str) -> None:
+    plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"packing": True}, method=method)
+    data = prepare_planned_data(plan, tokenizer)
     with caplog.at_level(logging.INFO, logger="ftc"):
-        result = pack_for_model(plan, data, torch.nn.Linear(1, 1), "sdpa")
+        result = _pack(plan, data, torch.nn.Linear(1, 1))
     assert result is data
-    assert "prompt_tuning prepends virtual tokens to every row" in caplog.text
+    assert f"{name} prepends virtual tokens to every row" in caplog.text

@@ -29,10 +29,10 @@ def _checkpoint(root: Path, step: int, nodes: int = 1, payload: int = 1000) -> P
     return directory
 
 
-def _plan(uri: str | None, endpoint: str | None = None, keep_last: int = 2, nodes: int = 1) -> dict[str, object]:
+def _checkpointing(uri: str | None, endpoint: str | None = None, keep_last: int = 2) -> dict[str, object]:
+    """A spec's `checkpointing` section."""
     storage = None if uri is None else {"uri": uri, "endpoint_url": endpoint, "region": None}
-    return {"spec": {"checkpointing": {"keep_last": keep_last, "storage": storage, "resume": "auto"},
-                     "resources": {"nodes": nodes}}}
+    return {"every_steps": 10, "keep_last": keep_last, "storage": storage, "resume": "auto"}
 
 
 def test_a_checkpoint_is_complete_only_with_every_marker_and_every_file(tmp_path: Path) -> None:
@@ -177,9 +177,9 @@ def test_resume_point_prefers_the_newest_complete_checkpoint_anywhere(s3_endpoin
     bucket = new_bucket(s3_endpoint)
     uri = f"s3://{bucket}/p"
     out = tmp_path / "out"
-    local_only = CheckpointSync(_plan(None), out)
+    local_only = CheckpointSync(_checkpointing(None), nodes=1, output_dir=out)
     assert local_only.resume_point() == (None, f"starting fresh: no complete checkpoint in {out}")
-    sync = CheckpointSync(_plan(uri, s3_endpoint), out, retry=FAST)
+    sync = CheckpointSync(_checkpointing(uri, s3_endpoint), nodes=1, output_dir=out, retry=FAST)
     assert sync.resume_point()[0] is None
     _checkpoint(out, 4)
     assert sync.resume_point() == (out / "checkpoint-4", f"resuming from {out / 'checkpoint-4'} at step 4 (local)")
@@ -199,12 +199,13 @@ def test_resume_never_refuses_to_mix_with_earlier_checkpoints(s3_endpoint: str, 
     for name in ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     bucket = new_bucket(s3_endpoint)
-    sync = CheckpointSync(_plan(f"s3://{bucket}/p", s3_endpoint), tmp_path / "out", retry=FAST)
+    sync = CheckpointSync(_checkpointing(f"s3://{bucket}/p", s3_endpoint), nodes=1, output_dir=tmp_path / "out",
+                          retry=FAST)
     sync.check_fresh_start()  # nothing there yet
     sync.store.upload_checkpoint(_checkpoint(tmp_path / "earlier", 7), 7, 0)  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match=rf"s3://{bucket}/p \(newest: checkpoint-7\)"):
         sync.check_fresh_start()
-    local_only = CheckpointSync(_plan(None), tmp_path / "earlier")
+    local_only = CheckpointSync(_checkpointing(None), nodes=1, output_dir=tmp_path / "earlier")
     with pytest.raises(ConfigError, match="resume is never, but earlier checkpoints are in .*checkpoint-7"):
         local_only.check_fresh_start()
 
@@ -215,7 +216,8 @@ def test_flush_reports_a_checkpoint_that_did_not_arrive(s3_endpoint: str, tmp_pa
         monkeypatch.delenv(name, raising=False)
     proxy = CuttableProxy(int(s3_endpoint.rsplit(":", 1)[1]))
     bucket = new_bucket(s3_endpoint)
-    sync = CheckpointSync(_plan(f"s3://{bucket}/p", proxy.url), tmp_path / "out", retry=FAST)
+    sync = CheckpointSync(_checkpointing(f"s3://{bucket}/p", proxy.url), nodes=1, output_dir=tmp_path / "out",
+                          retry=FAST)
     proxy.cut()
     directory = tmp_path / "out" / "checkpoint-3"
     directory.mkdir(parents=True)

@@ -14,7 +14,15 @@ import torch
 from conftest import Tiny
 from ftc.runtime.checkpoints import complete_local
 from peft import PeftModel
-from runtime_plans import make_plan, render_train_script, run_in_process
+from runtime_plans import (
+    apply_planned_method,
+    compiled_training_arguments,
+    load_base,
+    make_plan,
+    prepare_planned_data,
+    render_train_script,
+    run_in_process,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 pytestmark = pytest.mark.slow
@@ -179,21 +187,24 @@ class _Terminate(TrainerCallback):
 
 def test_sigterm_saves_a_checkpoint_and_exits_143(tiny: Tiny, tmp_path: Path) -> None:
     from ftc import runtime
-    from ftc.render.trainer_args import training_arguments
 
     handler = signal.getsignal(signal.SIGTERM)
     plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "run", data={"validation": None},
                      training={"max_steps": 100_000, "micro_batch_size": 2, "gradient_checkpointing": False},
                      checkpointing={"every_steps": 100_000})
-    runtime.setup(plan)
-    args = runtime.make_training_arguments(training_arguments(plan), tmp_path)
-    tokenizer = runtime.load_tokenizer(plan)
-    data = runtime.prepare_data(plan, tokenizer)
-    model = runtime.apply_method(plan, runtime.load_model(plan, "sdpa"))
-    trainer = runtime.build_trainer(plan, args, model, tokenizer, data)
+    spec = plan["spec"]
+    runtime.setup(ftc_version=plan["ftc_version"], spec_sha256=plan["spec_sha256"], name=spec["metadata"]["name"],
+                  method=spec["method"], training=spec["training"], output=spec["output"],
+                  monitoring=spec["monitoring"], checkpointing=spec["checkpointing"], derived=plan["derived"])
+    args = runtime.make_training_arguments(compiled_training_arguments(plan), tmp_path)
+    tokenizer = runtime.load_tokenizer(model=spec["model"])
+    data = prepare_planned_data(plan, tokenizer)
+    model = apply_planned_method(plan, load_base(plan))
+    trainer = runtime.build_trainer(args, model, tokenizer, data, early_stopping=None,
+                                    checkpointing=spec["checkpointing"], nodes=1)
     trainer.add_callback(_Terminate())
     with pytest.raises(SystemExit) as stopped:
-        runtime.train(plan, trainer)
+        runtime.train(trainer, resume=spec["checkpointing"]["resume"])
     assert stopped.value.code == 143
     # The signal comes after the runtime's own step-end check of step 2, so step 3 is the one in
     # progress: it is finished and saved, and no step is lost.

@@ -1,4 +1,4 @@
-"""training_arguments(plan): real transformers 5 TrainingArguments kwargs for representative plans."""
+"""training_arguments(plan): real transformers 5 TrainingArguments kwargs for representative (typed) plans."""
 
 from __future__ import annotations
 
@@ -37,13 +37,13 @@ PLANS: dict[str, dict[str, Any]] = {
 }
 
 
-def _plan(tmp_path: Path, name: str) -> dict[str, Any]:
-    return make_plan("model", "data/train.jsonl", tmp_path / "out", **PLANS[name])
+def _plan(tmp_path: Path, name: str) -> Plan:
+    return Plan.from_dict(make_plan("model", "data/train.jsonl", tmp_path / "out", **PLANS[name]))
 
 
 def test_the_test_plans_have_the_shape_of_plan_json(tmp_path: Path) -> None:
     for name in PLANS:
-        plan = _plan(tmp_path, name)
+        plan = make_plan("model", "data/train.jsonl", tmp_path / "out", **PLANS[name])
         assert Plan.from_dict(plan).to_dict() == plan, name
 
 
@@ -102,7 +102,7 @@ def test_every_spec_optimizer_maps_to_a_transformers_optimizer() -> None:
 def test_every_spec_scheduler_is_a_transformers_scheduler(tmp_path: Path) -> None:
     for scheduler in schema()["properties"]["training"]["properties"]["lr_scheduler"]["enum"]:
         plan = make_plan("model", "data.jsonl", tmp_path, training={"lr_scheduler": scheduler})
-        args = TrainingArguments(**training_arguments(plan), use_cpu=True)
+        args = TrainingArguments(**training_arguments(Plan.from_dict(plan)), use_cpu=True)
         assert args.lr_scheduler_type.value == scheduler
 
 
@@ -120,7 +120,7 @@ print(json.dumps({"deepspeed": args.deepspeed, "use_cpu": args.use_cpu,
 def test_deepspeed_stage2_config_file(tmp_path: Path) -> None:
     plan = make_plan("model", "data.jsonl", tmp_path / "out", performance={"deepspeed": {"stage": 2}},
                      training={"precision": "bf16"})
-    kwargs = training_arguments(plan)
+    kwargs = training_arguments(Plan.from_dict(plan))
     assert kwargs["deepspeed"] == "ds_config.json"
     script_dir = tmp_path / "out"
     script_dir.mkdir()

@@ -31,12 +31,12 @@ def runtime_files(plan: Plan) -> dict[str, str]:
 
 
 def train_script(plan: Plan) -> str:
-    plan_data = plan.to_dict()
+    """train.py: the plan as one literal (PLAN, identical to plan.json) and the steps that read it."""
     return render_template(
         "train.py.j2",
         header=comment_header(plan),
-        plan_literal=python_literal(plan_data),
-        training_arguments_literal=python_literal(training_arguments(plan_data)),
+        plan_literal=python_literal(plan.to_dict()),
+        training_arguments_literal=python_literal(training_arguments(plan)),
         name=plan.spec.metadata.name,
         method=plan.spec.method.type,
     )

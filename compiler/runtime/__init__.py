@@ -3,7 +3,9 @@
 Copied next to train.py as `ftc_runtime/`, so it imports only itself (relatively) and the training
 stack (torch, transformers, peft, datasets). train.py calls, in order: setup, make_training_arguments,
 load_tokenizer, choose_attention, prepare_data, load_model, apply_method, pack_for_model,
-build_trainer, train, save_final, write_metrics, upload_results, smoke_generate.
+build_trainer, train, save_final, write_metrics, upload_results, smoke_generate. Each step takes, as
+keyword arguments, the sections of the plan it reads (plain dicts of plan.json, such as the spec's
+`model` or `method` section) or single values of it, next to the objects earlier steps made.
 
 The names are resolved lazily (PEP 562) so that importing the package itself stays cheap: the
 compiler reads these files as package resources and must not pull in torch to do so.

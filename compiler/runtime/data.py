@@ -174,11 +174,11 @@ def _counts(counter: Counter[str]) -> dict[str, int]:
     return {reason: int(counter.get(reason, 0)) for reason in SKIP_REASONS}
 
 
-def _load_split(what: str, path: str, fmt: str, tokenizer: PreTrainedTokenizerBase, spec: Mapping[str, Any],
+def _load_split(what: str, path: str, fmt: str, tokenizer: PreTrainedTokenizerBase, data: Mapping[str, Any],
                 chat_template: str | None) -> Tokenized:
     rows, problems = read_rows(path)
-    tokenized = tokenize_rows(rows, fmt, tokenizer, max_seq_length=spec["max_seq_length"],
-                              train_on_inputs=spec["train_on_inputs"], chat_template=chat_template)
+    tokenized = tokenize_rows(rows, fmt, tokenizer, max_seq_length=data["max_seq_length"],
+                              train_on_inputs=data["train_on_inputs"], chat_template=chat_template)
     tokenized.skipped.update(problems)
     total = len(rows) + sum(problems.values())
     skipped = _counts(tokenized.skipped)
@@ -201,22 +201,24 @@ def _sample_prompt(example: Mapping[str, Any]) -> list[int]:
     return list(ids[:length])
 
 
-def prepare_data(plan: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase) -> PreparedData:
-    """Tokenized training and validation sets (validation: a seeded split or a separate file)."""
-    spec = plan["spec"]["data"]
-    seed = plan["spec"]["training"]["seed"]
-    train_spec = spec["train"]
-    tokenized = _load_split("train", train_spec["path"], train_spec["format"], tokenizer, spec,
+def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any], seed: int) -> PreparedData:
+    """Tokenized training and validation sets of the spec's `data` section.
+
+    Validation comes from a separate file or is split off the training rows, seeded with `seed`
+    (`training.seed`).
+    """
+    train_spec = data["train"]
+    tokenized = _load_split("train", train_spec["path"], train_spec["format"], tokenizer, data,
                             train_spec["chat_template"])
     skipped = {"train": _counts(tokenized.skipped), "validation": _counts(Counter())}
     if not tokenized.input_ids:
         raise ConfigError(f"no usable training rows in {train_spec['path']!r} (skipped: {skipped['train']})")
     train = _dataset(tokenized)
     validation = None
-    settings = spec["validation"]
+    settings = data["validation"]
     if settings is not None and settings["path"] is not None:
         val_tokens = _load_split("validation", settings["path"], settings["format"] or train_spec["format"],
-                                 tokenizer, spec, train_spec["chat_template"])
+                                 tokenizer, data, train_spec["chat_template"])
         skipped["validation"] = _counts(val_tokens.skipped)
         if not val_tokens.input_ids:
             raise ConfigError(f"no usable validation rows in {settings['path']!r}")

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from transformers import set_seed
 
 from .launch import LOOPBACK, free_port
-from .methods import check_method
+from .methods import check_method, check_save
 from .storage import check_storage_backend
 
 LOG = logging.getLogger("ftc")
@@ -46,35 +46,46 @@ def _allow_local_mlflow_store() -> None:
         LOG.info("mlflow: local tracking store %s", uri or "./mlruns")
 
 
-def setup(plan: Mapping[str, Any]) -> None:
-    """Log to stderr, reject impossible settings (method, storage package), seed every generator, configure trackers.
-
-    wandb and MLflow are pointed at the planned project through their environment variables;
-    variables already set in the environment win over the plan.
-    """
-    if not LOG.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s ftc %(levelname)s: %(message)s"))
-        LOG.addHandler(handler)
-        LOG.setLevel(logging.INFO)
-    spec = plan["spec"]
-    check_method(plan)
-    set_seed(spec["training"]["seed"])
-    monitoring = spec["monitoring"]
+def _configure_trackers(monitoring: Mapping[str, Any], run_name: str) -> None:
+    """Point wandb and MLflow at the `monitoring` section's project; variables already set win."""
     tracker_env = {}
     if monitoring["wandb"] is not None:
         tracker_env["WANDB_PROJECT"] = monitoring["wandb"]["project"]
         tracker_env["WANDB_ENTITY"] = monitoring["wandb"]["entity"]
     if monitoring["mlflow"] is not None:
         tracker_env["MLFLOW_TRACKING_URI"] = monitoring["mlflow"]["tracking_uri"]
-        tracker_env["MLFLOW_EXPERIMENT_NAME"] = monitoring["mlflow"]["experiment"] or spec["metadata"]["name"]
+        tracker_env["MLFLOW_EXPERIMENT_NAME"] = monitoring["mlflow"]["experiment"] or run_name
     for name, value in tracker_env.items():
         if value is not None:
             os.environ.setdefault(name, value)
     if "mlflow" in monitoring["report_to"]:
         _allow_local_mlflow_store()
-    if plan["derived"]["deepspeed_config"] is not None and plan["derived"]["world_size"] == 1:
+
+
+def setup(*, ftc_version: str, spec_sha256: str, name: str, method: Mapping[str, Any],
+          training: Mapping[str, Any], output: Mapping[str, Any], monitoring: Mapping[str, Any],
+          checkpointing: Mapping[str, Any], derived: Mapping[str, Any]) -> None:
+    """Log to stderr, reject impossible settings, seed every generator, configure the trackers.
+
+    - impossible settings: a `method` this runtime cannot train (with `training.gradient_checkpointing`),
+      an `output.save` that merges an adapter that cannot be merged, a `checkpointing.storage` whose
+      package is missing;
+    - every random generator is seeded with `training.seed`;
+    - wandb and MLflow are pointed at the `monitoring` section's project through their environment
+      variables (MLflow's experiment defaults to the run's `name`); variables already set win;
+    - one DeepSpeed process without a launcher (`derived`: a DeepSpeed config, world size 1) gets a
+      loopback rendezvous.
+    """
+    if not LOG.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s ftc %(levelname)s: %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+    check_method(method, gradient_checkpointing=training["gradient_checkpointing"])
+    check_save(method, output["save"])
+    set_seed(training["seed"])
+    _configure_trackers(monitoring, name)
+    if derived["deepspeed_config"] is not None and derived["world_size"] == 1:
         _single_process_rendezvous()
-    check_storage_backend(plan)
-    LOG.info("ftc %s: %s (%s), spec sha256 %s", plan["ftc_version"], spec["metadata"]["name"],
-             spec["method"]["type"], plan["spec_sha256"])
+    check_storage_backend(checkpointing["storage"])
+    LOG.info("ftc %s: %s (%s), spec sha256 %s", ftc_version, name, method["type"], spec_sha256)

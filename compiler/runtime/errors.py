@@ -66,8 +66,10 @@ def _leave_at_once(code: int) -> None:
 def exit_codes(main: F) -> F:
     """Decorator for train.py's main: ConfigError exits 3, EnvironmentProblem 4, StorageUnavailable 1; one log line.
 
-    Retrying cannot fix either, so the Kubernetes Job fails at once instead of burning its retries;
-    any other exception keeps its traceback and exit code 1.
+    Retrying cannot fix a config or environment error, so for those two the Kubernetes Job fails at
+    once instead of burning its retries; a store that did not answer may answer a later attempt. A
+    stop by SIGTERM or SIGINT (exit 143 or 130) of one of several processes leaves without interpreter
+    teardown. Any other exception keeps its traceback and exit code 1.
     """
 
     @functools.wraps(main)

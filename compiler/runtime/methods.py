@@ -26,12 +26,19 @@ from torch import nn
 
 from . import method_traits
 from .errors import ConfigError
-from .method_traits import ADAPTER_KINDS, LORA_METHODS, METHOD_NAMES, PROMPT_METHODS
+from .method_traits import ADAPTER_KINDS, LORA_METHODS, METHOD_NAMES, METHODS, PROMPT_METHODS
 
 LOG = logging.getLogger("ftc")
 
+
 def _adapter_kind(method: Mapping[str, Any]) -> str | None:
     return method["adapter"]["kind"] if method["adapter"] is not None else None
+
+
+def method_name(method: Mapping[str, Any]) -> str:
+    """The method as messages name it: the adapter kind for `adapter` (llama_adapter), else the type."""
+    kind = _adapter_kind(method) if method["type"] == "adapter" else None
+    return kind or method["type"]
 
 
 def adds_virtual_tokens(method: Mapping[str, Any]) -> bool:
@@ -83,11 +90,10 @@ def _adapter(adapter: Mapping[str, Any], model: nn.Module) -> PeftConfig:
     raise ConfigError(f"method.adapter.kind {kind!r} is not supported (use one of {sorted(ADAPTER_KINDS)})")
 
 
-def _prompt(plan: Mapping[str, Any]) -> PeftConfig:
-    kind = plan["spec"]["method"]["type"]
-    prompt = plan["spec"]["method"]["prompt"]
+def _prompt(method: Mapping[str, Any], base: Mapping[str, Any]) -> PeftConfig:
+    kind = method["type"]
+    prompt = method["prompt"]
     if kind == "prompt_tuning":
-        model = plan["spec"]["model"]
         if prompt["init_text"] is None:
             return PromptTuningConfig(task_type=TaskType.CAUSAL_LM,
                                       num_virtual_tokens=prompt["num_virtual_tokens"],
@@ -97,9 +103,9 @@ def _prompt(plan: Mapping[str, Any]) -> PeftConfig:
             num_virtual_tokens=prompt["num_virtual_tokens"],
             prompt_tuning_init=PromptTuningInit.TEXT,
             prompt_tuning_init_text=prompt["init_text"],
-            tokenizer_name_or_path=model["tokenizer"] or model["name_or_path"],
-            tokenizer_kwargs={"revision": model["revision"] if model["tokenizer"] is None else None,
-                              "trust_remote_code": model["trust_remote_code"]},
+            tokenizer_name_or_path=base["tokenizer"] or base["name_or_path"],
+            tokenizer_kwargs={"revision": base["revision"] if base["tokenizer"] is None else None,
+                              "trust_remote_code": base["trust_remote_code"]},
         )
     if kind == "p_tuning":
         encoder = PromptEncoderReparameterizationType(prompt["encoder_type"])
@@ -111,16 +117,18 @@ def _prompt(plan: Mapping[str, Any]) -> PeftConfig:
                               prefix_projection=prompt["prefix_projection"])
 
 
-def peft_config(plan: Mapping[str, Any], model: nn.Module) -> PeftConfig:
-    """The PEFT config of the plan's method (not for `full`)."""
-    method = plan["spec"]["method"]
+def peft_config(method: Mapping[str, Any], model: nn.Module, base: Mapping[str, Any]) -> PeftConfig:
+    """The PEFT config of the spec's `method` section (not for `full`) for `model`.
+
+    `base` is the spec's `model` section: prompt_tuning's `init_text` is tokenized with its tokenizer.
+    """
     kind = method["type"]
     if kind in LORA_METHODS:
         return _lora(method)
     if kind == "adapter":
         return _adapter(method["adapter"], model)
     if kind in PROMPT_METHODS:
-        return _prompt(plan)
+        return _prompt(method, base)
     raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
 
 
@@ -135,40 +143,44 @@ def _log_trainable(model: nn.Module) -> None:
     LOG.info("trainable parameters: %d of %d (%.4f%%)", trainable, total, 100.0 * trainable / max(total, 1))
 
 
-def check_method(plan: Mapping[str, Any]) -> None:
-    """Reject, before anything is loaded, method settings that cannot work."""
-    spec = plan["spec"]
-    method = spec["method"]
+def check_method(method: Mapping[str, Any], *, gradient_checkpointing: bool) -> None:
+    """Reject, before anything is loaded, a `method` section this runtime cannot train."""
     kind = method["type"]
     if kind not in METHOD_NAMES:
         raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
     if kind == "adapter" and (method["adapter"] is None or method["adapter"]["kind"] not in ADAPTER_KINDS):
         raise ConfigError(f"method.type adapter needs method.adapter.kind, one of {sorted(ADAPTER_KINDS)}")
-    if spec["output"]["save"] != "adapter" and kind != "full" and not can_merge(method):
-        name = method["adapter"]["kind"] if kind == "adapter" else kind
-        raise ConfigError(f"output.save {spec['output']['save']!r}: {name} cannot be merged into the base "
-                          "weights; use output.save: adapter")
-    if kind == "prefix_tuning" and spec["training"]["gradient_checkpointing"]:
+    if kind == "prefix_tuning" and gradient_checkpointing:
         # Checkpointed layers run without the KV cache that carries the trained prefix.
         raise ConfigError("prefix_tuning does not work with gradient checkpointing; "
                           "set training.gradient_checkpointing: false")
 
 
-def apply_method(plan: Mapping[str, Any], model: nn.Module) -> nn.Module:
-    """Make the planned weights trainable: all of them (`full`) or a PEFT adapter around a frozen base."""
-    check_method(plan)
-    spec = plan["spec"]
-    method = spec["method"]
+def check_save(method: Mapping[str, Any], save: str) -> None:
+    """Reject, before anything is loaded, an `output.save` that merges an adapter that cannot be merged."""
+    if save != "adapter" and METHODS[method["type"]].peft and not can_merge(method):
+        raise ConfigError(f"output.save {save!r}: {method_name(method)} cannot be merged into the base "
+                          "weights; use output.save: adapter")
+
+
+def apply_method(model: nn.Module, *, method: Mapping[str, Any], base: Mapping[str, Any],
+                 gradient_checkpointing: bool) -> nn.Module:
+    """Make the weights that the spec's `method` section trains trainable.
+
+    All of them (`full`), or a PEFT adapter around the frozen base `model`. `base` is the spec's
+    `model` section (prompt_tuning tokenizes its `init_text` with that tokenizer); with
+    `training.gradient_checkpointing` the frozen base passes gradients on to checkpointed blocks.
+    """
+    check_method(method, gradient_checkpointing=gradient_checkpointing)
     if method["type"] == "full":
         _log_trainable(model)
         return model
-    checkpointing = spec["training"]["gradient_checkpointing"]
     if method["quantization"] is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif checkpointing:
+    elif gradient_checkpointing:
         # Frozen embeddings give outputs without grad; checkpointed blocks then need inputs that require it.
         model.enable_input_require_grads()
-    peft_model = get_peft_model(model, peft_config(plan, model))
+    peft_model = get_peft_model(model, peft_config(method, model, base))
     _log_trainable(peft_model)
     return peft_model

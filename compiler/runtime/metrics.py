@@ -21,7 +21,6 @@ import json
 import logging
 import resource
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +41,8 @@ def peak_memory() -> tuple[int, str]:
     return int(peak if sys.platform == "darwin" else peak * 1024), "process_max_rss"
 
 
-def collect_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainResult, data: PreparedData,
-                    attention: str) -> dict[str, Any]:
+def collect_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData, *, attention: str,
+                    method_type: str, ftc_version: str, spec_sha256: str) -> dict[str, Any]:
     """The metrics of a finished run (every process must call this: token counts are summed across them)."""
     tokens = trainer.real_tokens()
     runtime = float(result.output.metrics.get("train_runtime", 0.0))
@@ -55,17 +54,17 @@ def collect_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainR
         "early_stopped": result.early_stopped,
         "eval_loss": final_eval,
         "eval_loss_history": result.eval_history,
-        "ftc_version": plan["ftc_version"],
+        "ftc_version": ftc_version,
         "global_step": trainer.state.global_step,
         "loss_curve": None,
-        "method": plan["spec"]["method"]["type"],
+        "method": method_type,
         "packing": data.packed,
         "peak_memory_bytes": memory,
         "peak_memory_source": memory_source,
         "resumed_from": result.resumed_from,
         "rows": data.rows,
         "skipped_rows": data.skipped,
-        "spec_sha256": plan["spec_sha256"],
+        "spec_sha256": spec_sha256,
         "train_loss": result.output.training_loss,
         "train_loss_history": train_history,
         "train_runtime_seconds": runtime,
@@ -75,15 +74,20 @@ def collect_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainR
     }
 
 
-def write_metrics(plan: Mapping[str, Any], trainer: FtcTrainer, result: TrainResult, data: PreparedData,
-                  attention: str) -> dict[str, Any]:
-    """Write loss_curve.png and metrics.json into output.dir (main process) and return the metrics."""
-    metrics = collect_metrics(plan, trainer, result, data, attention)
+def write_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData, *, attention: str, name: str,
+                  method_type: str, ftc_version: str, spec_sha256: str) -> dict[str, Any]:
+    """Write loss_curve.png and metrics.json into output.dir (main process) and return the metrics.
+
+    `name` (`metadata.name`) and `method_type` title the loss curve; the method, the ftc version and
+    the spec's sha256 are recorded in metrics.json.
+    """
+    metrics = collect_metrics(trainer, result, data, attention=attention, method_type=method_type,
+                              ftc_version=ftc_version, spec_sha256=spec_sha256)
     if trainer.is_world_process_zero():
         output = Path(trainer.args.output_dir)
         train_history, _ = loss_history(trainer.state.log_history)
         eval_history = result.eval_history  # as in metrics.json: without a final re-evaluation
-        title = f"{plan['spec']['metadata']['name']} ({plan['spec']['method']['type']})"
+        title = f"{name} ({method_type})"
         if write_loss_curve(output / LOSS_CURVE, train_history, eval_history, title):
             metrics["loss_curve"] = LOSS_CURVE
         path = output / "metrics.json"

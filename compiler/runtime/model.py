@@ -32,15 +32,17 @@ def _check_local(source: str, what: str) -> None:
                           f"(relative paths are resolved against {os.getcwd()})")
 
 
-def load_tokenizer(plan: Mapping[str, Any]) -> PreTrainedTokenizerBase:
-    """The tokenizer of `model.tokenizer` (or the model), with a pad token and right padding."""
-    spec = plan["spec"]["model"]
-    source = spec["tokenizer"] or spec["name_or_path"]
-    _check_local(source, "model.tokenizer" if spec["tokenizer"] else "model.name_or_path")
+def load_tokenizer(*, model: Mapping[str, Any]) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model.tokenizer` (or of the model itself), with a pad token and right padding.
+
+    `model` is the spec's `model` section.
+    """
+    source = model["tokenizer"] or model["name_or_path"]
+    _check_local(source, "model.tokenizer" if model["tokenizer"] else "model.name_or_path")
     tokenizer = AutoTokenizer.from_pretrained(
         source,
-        revision=spec["revision"] if spec["tokenizer"] is None else None,
-        trust_remote_code=spec["trust_remote_code"],
+        revision=model["revision"] if model["tokenizer"] is None else None,
+        trust_remote_code=model["trust_remote_code"],
     )
     if tokenizer.pad_token is None:
         # Reuse an existing token rather than adding one: a new token would grow the embedding matrix
@@ -54,10 +56,11 @@ def load_tokenizer(plan: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def choose_attention(plan: Mapping[str, Any]) -> str:
-    """The attention kernel: `auto` takes flash_attention_2 when usable, else sdpa; the choice is logged."""
-    requested = plan["spec"]["performance"]["attention"]
-    precision = plan["spec"]["training"]["precision"]
+def choose_attention(*, requested: str, precision: str) -> str:
+    """The attention kernel for `performance.attention` (`requested`) under `training.precision`.
+
+    `auto` takes flash_attention_2 when usable, else sdpa; the choice is logged.
+    """
     has_flash = importlib.util.find_spec("flash_attn") is not None
     cuda = torch.cuda.is_available()
     if requested == "auto":
@@ -77,17 +80,17 @@ def choose_attention(plan: Mapping[str, Any]) -> str:
     return requested
 
 
-def model_dtype(plan: Mapping[str, Any]) -> torch.dtype:
-    """The dtype weights are loaded in.
+def model_dtype(method_type: str, precision: str) -> torch.dtype:
+    """The dtype weights are loaded in, for `method.type` and `training.precision`.
 
     Full fine-tuning loads fp32 weights and trains under bf16/fp16 autocast: updates of a 1e-5
     learning rate are below bf16's resolution, so bf16 weights would silently drop most of them
     (and fp16 mixed precision refuses fp16 weights). PEFT loads the frozen base in the training
     precision; PEFT keeps the adapter weights themselves in fp32.
     """
-    if plan["spec"]["method"]["type"] == "full":
+    if method_type == "full":
         return torch.float32
-    return DTYPES[plan["spec"]["training"]["precision"]]
+    return DTYPES[precision]
 
 
 def quantization_config(quantization: Mapping[str, Any]) -> BitsAndBytesConfig:
@@ -123,26 +126,30 @@ def _zero3_communication() -> None:
         deepspeed.init_distributed()
 
 
-def load_model(plan: Mapping[str, Any], attention: str, quantize: bool = True) -> PreTrainedModel:
-    """The base model in the plan's dtype with the chosen attention kernel, quantized when planned."""
-    spec = plan["spec"]
-    source = spec["model"]["name_or_path"]
+def load_model(*, model: Mapping[str, Any], method: Mapping[str, Any], precision: str, attention: str,
+               quantize: bool = True) -> PreTrainedModel:
+    """The base model of the spec's `model` section with the chosen attention kernel.
+
+    Loaded in the dtype of `method.type` and `training.precision` (see `model_dtype`), and quantized
+    per `method.quantization` unless `quantize` is False.
+    """
+    source = model["name_or_path"]
     _check_local(source, "model.name_or_path")
     kwargs: dict[str, Any] = {
-        "revision": spec["model"]["revision"],
-        "trust_remote_code": spec["model"]["trust_remote_code"],
-        "dtype": model_dtype(plan),
+        "revision": model["revision"],
+        "trust_remote_code": model["trust_remote_code"],
+        "dtype": model_dtype(method["type"], precision),
         "attn_implementation": attention,
     }
-    quantization = spec["method"]["quantization"]
+    quantization = method["quantization"]
     if quantize and quantization is not None:
         kwargs["quantization_config"] = quantization_config(quantization)
         if torch.cuda.is_available():
             # bitsandbytes quantizes while loading onto the device; each process loads onto its own GPU.
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     _zero3_communication()
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    model.config.use_cache = False  # no KV cache while training (the smoke check turns it back on)
+    loaded = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    loaded.config.use_cache = False  # no KV cache while training (the smoke check turns it back on)
     LOG.info("model: %s (%s, %s%s)", source, kwargs["dtype"], attention,
              f", {quantization['bits']}-bit" if "quantization_config" in kwargs else "")
-    return model
+    return loaded

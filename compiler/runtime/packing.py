@@ -32,7 +32,7 @@ from torch import nn
 from transformers import DataCollatorWithFlattening
 
 from .data import IGNORE_INDEX, PreparedData
-from .methods import adds_virtual_tokens
+from .methods import adds_virtual_tokens, method_name
 
 LOG = logging.getLogger("ftc")
 PROBE_TOKENS = 12
@@ -107,11 +107,11 @@ def keeps_examples_apart(model: nn.Module, first: Sequence[int], second: Sequenc
     return difference <= tolerance
 
 
-def _why_not(plan: Mapping[str, Any], data: PreparedData, model: nn.Module, attention: str) -> str | None:
+def _why_not(data: PreparedData, model: nn.Module, attention: str, method: Mapping[str, Any],
+             deepspeed: Mapping[str, Any] | None) -> str | None:
     """None when packing is safe for this method, kernel and model; else the reason it is not."""
-    if adds_virtual_tokens(plan["spec"]["method"]):
-        return f"{plan['spec']['method']['type']} prepends virtual tokens to every row"
-    deepspeed = plan["spec"]["performance"]["deepspeed"]
+    if adds_virtual_tokens(method):
+        return f"{method_name(method)} prepends virtual tokens to every row"
     if deepspeed is not None and deepspeed["stage"] == 3:
         LOG.info("packing: probe skipped (ZeRO-3 partitions the weights before training)")
         return None
@@ -126,20 +126,23 @@ def _why_not(plan: Mapping[str, Any], data: PreparedData, model: nn.Module, atte
     return None
 
 
-def pack_for_model(plan: Mapping[str, Any], data: PreparedData, model: nn.Module,
-                   attention: str) -> PreparedData:
-    """Pack the data when `data.packing` is on and this model keeps packed examples apart; log the outcome."""
-    if not plan["spec"]["data"]["packing"]:
+def pack_for_model(data: PreparedData, model: nn.Module, *, attention: str, packing: bool, max_seq_length: int,
+                   method: Mapping[str, Any], deepspeed: Mapping[str, Any] | None) -> PreparedData:
+    """Pack the data when `data.packing` is on and this model keeps packed examples apart; log the outcome.
+
+    Packs hold at most `data.max_seq_length` tokens. Never packed: a `method` that prepends virtual
+    tokens; not probed: ZeRO-3 (`performance.deepspeed` stage 3) and flash_attention_2 off CUDA.
+    """
+    if not packing:
         LOG.info("packing: off")
         return data
-    reason = _why_not(plan, data, model, attention)
+    reason = _why_not(data, model, attention, method, deepspeed)
     if reason is not None:
         LOG.warning("packing: turned off: %s", reason)
         return data
-    capacity = plan["spec"]["data"]["max_seq_length"]
-    train = pack_dataset(data.train, capacity)
-    validation = pack_dataset(data.validation, capacity) if data.validation is not None else None
+    train = pack_dataset(data.train, max_seq_length)
+    validation = pack_dataset(data.validation, max_seq_length) if data.validation is not None else None
     LOG.info("packing: %d training examples in %d sequences of <= %d tokens (%s attention)",
-             len(data.train), len(train), capacity, attention)
+             len(data.train), len(train), max_seq_length, attention)
     return dataclasses.replace(data, train=train, validation=validation, collator=PackedCollator(),
                                packed=True)

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from .data import PreparedData
+from .method_traits import METHODS
 from .model import load_model, model_dtype
 
 LOG = logging.getLogger("ftc")
@@ -57,14 +58,16 @@ def _this_process_only() -> Iterator[None]:
         hf_deepspeed.set_hf_deepspeed_config(config)
 
 
-def merge_adapter(plan: Mapping[str, Any], adapter_dir: Path, merged_dir: Path) -> Path:
+def merge_adapter(adapter_dir: Path, merged_dir: Path, *, model: Mapping[str, Any], method: Mapping[str, Any],
+                  precision: str) -> Path:
     """Fold the saved adapter into a fresh, unquantized copy of the base and save it.
 
-    Starting again from the base in the training dtype (not the quantized weights trained on) keeps
-    the merged weights free of 4/8-bit rounding; it needs CPU memory for one copy of the model.
+    The base comes from the spec's `model` section, in the dtype of `method` and `training.precision`.
+    Starting again from the base (not the quantized weights trained on) keeps the merged weights free
+    of 4/8-bit rounding; it needs CPU memory for one copy of the model.
     """
     with _this_process_only():
-        base = load_model(plan, attention="eager", quantize=False)
+        base = load_model(model=model, method=method, precision=precision, attention="eager", quantize=False)
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
         merged.config.use_cache = True
         merged.save_pretrained(merged_dir)
@@ -74,15 +77,17 @@ def merge_adapter(plan: Mapping[str, Any], adapter_dir: Path, merged_dir: Path) 
     return merged_dir
 
 
-def save_final(plan: Mapping[str, Any], trainer: Trainer, tokenizer: PreTrainedTokenizerBase) -> SavedModel:
+def save_final(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, *, save: str, model: Mapping[str, Any],
+               method: Mapping[str, Any], precision: str) -> SavedModel:
     """Save per `output.save`: the adapter to final/, the merged model to merged/ (full: the model to final/).
 
-    Every process calls this (ZeRO-3 gathers the weights while saving); only the main one writes.
+    Merging loads the base again (the spec's `model` section, in the dtype of `method` and
+    `training.precision`). Every process calls this (ZeRO-3 gathers the weights while saving); only
+    the main one writes.
     """
     out = Path(trainer.args.output_dir)
-    save = plan["spec"]["output"]["save"]
     trainer.model.config.use_cache = True  # the saved config is for inference
-    if not plan["derived"]["peft"]:
+    if not METHODS[method["type"]].peft:
         trainer.save_model(str(out / "final"))  # also saves the tokenizer (processing_class)
         LOG.info("saved the model to %s", out / "final")
         return SavedModel(out / "final", None, adapter=False)
@@ -94,7 +99,7 @@ def save_final(plan: Mapping[str, Any], trainer: Trainer, tokenizer: PreTrainedT
         if keep_adapter:
             LOG.info("saved the adapter to %s", adapter_dir)
         if merged_dir is not None:
-            merge_adapter(plan, adapter_dir, merged_dir)
+            merge_adapter(adapter_dir, merged_dir, model=model, method=method, precision=precision)
             tokenizer.save_pretrained(merged_dir)
         if not keep_adapter:
             shutil.rmtree(adapter_dir)
@@ -102,28 +107,28 @@ def save_final(plan: Mapping[str, Any], trainer: Trainer, tokenizer: PreTrainedT
     return SavedModel(adapter_dir if keep_adapter else None, merged_dir, adapter=True)
 
 
-def _trust_remote_code(plan: Mapping[str, Any]) -> bool:
-    return bool(plan["spec"]["model"]["trust_remote_code"])
-
-
-def _load_saved(plan: Mapping[str, Any], saved: SavedModel, attention: str) -> tuple[Any, Path]:
+def _load_saved(saved: SavedModel, attention: str, model: Mapping[str, Any], method: Mapping[str, Any],
+                precision: str) -> tuple[Any, Path]:
     if saved.adapter and saved.final_dir is not None:
-        base = load_model(plan, attention)
+        base = load_model(model=model, method=method, precision=precision, attention=attention)
         return PeftModel.from_pretrained(base, str(saved.final_dir)), saved.final_dir
     source = saved.merged_dir if saved.merged_dir is not None else saved.final_dir
     if source is None:
         raise ValueError("nothing was saved")
-    trust = _trust_remote_code(plan)
-    model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=model_dtype(plan), attn_implementation=attention, trust_remote_code=trust)
-    return model, source
+    loaded = AutoModelForCausalLM.from_pretrained(
+        source, dtype=model_dtype(method["type"], precision), attn_implementation=attention,
+        trust_remote_code=model["trust_remote_code"])
+    return loaded, source
 
 
-def smoke_generate(plan: Mapping[str, Any], saved: SavedModel, data: PreparedData,
-                   attention: str) -> str | None:
+def smoke_generate(saved: SavedModel, data: PreparedData, *, attention: str, model: Mapping[str, Any],
+                   method: Mapping[str, Any], precision: str) -> str | None:
     """Load the saved result from disk and greedily generate a few tokens for one validation prompt.
 
-    Proves the artifact loads and runs; it says nothing about quality. Runs on the main process only.
+    An adapter is loaded onto the base of the spec's `model` section (quantized per `method`), a
+    merged or full model on its own; both in the dtype of `method` and `training.precision`, with
+    the `attention` kernel of training. Proves the artifact loads and runs; it says nothing about
+    quality. Runs on the main process only.
     """
     if int(os.environ.get("RANK", "0")) != 0:
         return None
@@ -131,18 +136,18 @@ def smoke_generate(plan: Mapping[str, Any], saved: SavedModel, data: PreparedDat
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     with _this_process_only():
-        model, source = _load_saved(plan, saved, attention)
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=_trust_remote_code(plan))
-        if torch.cuda.is_available() and getattr(model, "hf_device_map", None) is None:
-            model = model.to("cuda")
-        model.eval()
-        model.config.use_cache = True
-        device = next(model.parameters()).device
+        generator, source = _load_saved(saved, attention, model, method, precision)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model["trust_remote_code"])
+        if torch.cuda.is_available() and getattr(generator, "hf_device_map", None) is None:
+            generator = generator.to("cuda")
+        generator.eval()
+        generator.config.use_cache = True
+        device = next(generator.parameters()).device
         input_ids = torch.tensor([data.sample_prompt_ids], device=device)
         with torch.no_grad():
-            output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                    max_new_tokens=SMOKE_NEW_TOKENS, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id)
+            output = generator.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                        max_new_tokens=SMOKE_NEW_TOKENS, do_sample=False,
+                                        pad_token_id=tokenizer.pad_token_id)
     new_tokens = output[0, input_ids.shape[1]:]
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)
     LOG.info("smoke generation from %s: %r -> %r (%d new tokens)", source,

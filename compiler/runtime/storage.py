@@ -55,9 +55,8 @@ def _check_backend(uri: str) -> str:
     return scheme
 
 
-def check_storage_backend(plan: Mapping[str, Any]) -> None:
-    """Fail before anything is loaded when the package for the storage URI's scheme is missing."""
-    storage = plan["spec"]["checkpointing"]["storage"]
+def check_storage_backend(storage: Mapping[str, Any] | None) -> None:
+    """Fail before anything is loaded when the package for `checkpointing.storage`'s URI scheme is missing."""
     if storage is not None:
         _check_backend(storage["uri"])
 
@@ -112,8 +111,8 @@ class RemoteStore:
         self.root = self.fs._strip_protocol(self.uri).rstrip("/")
 
     @classmethod
-    def from_plan(cls, plan: Mapping[str, Any], retry: Retry | None = None) -> RemoteStore | None:
-        storage = plan["spec"]["checkpointing"]["storage"]
+    def from_storage(cls, storage: Mapping[str, Any] | None, retry: Retry | None = None) -> RemoteStore | None:
+        """The store of the `checkpointing.storage` section; None without one."""
         if storage is None:
             return None
         return cls(storage["uri"], storage["endpoint_url"], storage["region"], retry)

@@ -24,11 +24,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checkpoints import complete_local, marker_name, remove_torn, write_marker
 from .errors import ConfigError, StorageUnavailable
 from .storage import RemoteStore, Retry
+
+if TYPE_CHECKING:
+    from .trainer import FtcTrainer
 
 LOG = logging.getLogger("ftc")
 
@@ -163,12 +166,13 @@ class Uploader:
 class CheckpointSync:
     """The checkpoint side of a run: this process's place, the store and (on node main processes) the uploader."""
 
-    def __init__(self, plan: Mapping[str, Any], output_dir: str | Path, retry: Retry | None = None) -> None:
-        spec = plan["spec"]
+    def __init__(self, checkpointing: Mapping[str, Any], nodes: int, output_dir: str | Path,
+                 retry: Retry | None = None) -> None:
+        """`checkpointing` is the spec's section (keep_last, storage), `nodes` is `resources.nodes`."""
         self.output_dir = Path(output_dir)
-        self.keep_last = spec["checkpointing"]["keep_last"]
-        self.topology = Topology.from_environment(spec["resources"]["nodes"])
-        self.store = RemoteStore.from_plan(plan, retry)
+        self.keep_last = checkpointing["keep_last"]
+        self.topology = Topology.from_environment(nodes)
+        self.store = RemoteStore.from_storage(checkpointing["storage"], retry)
         self.uploader = (Uploader(self.store, self.topology, self.keep_last)
                          if self.store is not None and self.topology.local_main else None)
 
@@ -270,7 +274,10 @@ class CheckpointSync:
         return uploaded
 
 
-def upload_results(trainer: Any) -> list[str]:
-    """train.py's last storage step: the results of a finished run go next to its checkpoints."""
-    sync: CheckpointSync = trainer.checkpoint_sync
-    return sync.upload_results()
+def upload_results(trainer: FtcTrainer) -> list[str]:
+    """train.py's last storage step: the results of a finished run go next to its checkpoints.
+
+    They go to `checkpointing.storage` through the trainer's CheckpointSync (see build_trainer);
+    nothing is uploaded without a storage.
+    """
+    return trainer.checkpoint_sync.upload_results()

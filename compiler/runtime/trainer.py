@@ -80,7 +80,7 @@ def _check_packages(kwargs: Mapping[str, Any]) -> None:
 class FtcTrainer(Trainer):
     """Trainer that seals its checkpoints (and uploads them) and counts the real tokens it trains on.
 
-    Every checkpoint save, the periodic ones and transformers' SIGTERM checkpoint alike, goes through
+    Every checkpoint save, the periodic ones and the one StopOnSignal asks for alike, goes through
     `_save_checkpoint`; after it the checkpoint gets its completion markers and goes to the uploader.
 
     Trainer's own token counter (include_num_input_tokens_seen="non_padding") compares input_ids with
@@ -97,7 +97,8 @@ class FtcTrainer(Trainer):
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         directory = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
         if self.checkpoint_sync.sealed(directory):
-            # The state of this step is saved already (a SIGTERM right after a periodic save).
+            # This node sealed a checkpoint of this step already: saving again would rewrite the
+            # files its marker vouches for.
             return
         started = time.monotonic()
         super()._save_checkpoint(model, trial)
@@ -122,22 +123,26 @@ class FtcTrainer(Trainer):
         return int(self.accelerator.reduce(local, reduction="sum").item())
 
 
-def build_trainer(plan: Mapping[str, Any], args: TrainingArguments, model: nn.Module,
-                  tokenizer: PreTrainedTokenizerBase, data: PreparedData) -> FtcTrainer:
-    """The Trainer, with early stopping when `training.early_stopping` is set."""
+def build_trainer(args: TrainingArguments, model: nn.Module, tokenizer: PreTrainedTokenizerBase | None,
+                  data: PreparedData, *, early_stopping: Mapping[str, Any] | None,
+                  checkpointing: Mapping[str, Any], nodes: int) -> FtcTrainer:
+    """The Trainer: stops on SIGTERM/SIGINT, and early when `training.early_stopping` is set.
+
+    Its checkpoints are sealed for `nodes` nodes (`resources.nodes`) and, with the `checkpointing`
+    section's storage, uploaded there.
+    """
     callbacks: list[TrainerCallback] = [StopOnSignal()]
-    early = plan["spec"]["training"]["early_stopping"]
-    if early is not None and data.validation is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early["patience"],
-                                               early_stopping_threshold=early["min_delta"]))
-        LOG.info("early stopping: %s, patience %d, min_delta %g; final model: %s", early["metric"],
-                 early["patience"], early["min_delta"],
+    if early_stopping is not None and data.validation is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping["patience"],
+                                               early_stopping_threshold=early_stopping["min_delta"]))
+        LOG.info("early stopping: %s, patience %d, min_delta %g; final model: %s", early_stopping["metric"],
+                 early_stopping["patience"], early_stopping["min_delta"],
                  "the best checkpoint" if args.load_best_model_at_end else
                  "the last step (the best is reloaded only when checkpointing.every_steps is a multiple "
                  "of training.eval_every_steps)")
     return FtcTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
                       data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
-                      checkpoint_sync=CheckpointSync(plan, args.output_dir))
+                      checkpoint_sync=CheckpointSync(checkpointing, nodes, args.output_dir))
 
 
 @dataclass
@@ -218,24 +223,26 @@ def _training_mlflow_run(trainer: FtcTrainer) -> Iterator[None]:
             mlflow.end_run()
 
 
-def train(plan: Mapping[str, Any], trainer: FtcTrainer) -> TrainResult:
-    """Train, resuming from the newest complete checkpoint (local or remote) when `checkpointing.resume` is auto.
+def train(trainer: FtcTrainer, *, resume: str) -> TrainResult:
+    """Train; with `resume` (`checkpointing.resume`) auto, from the newest complete checkpoint, local or remote.
 
-    A SIGTERM (preemption, `kubectl delete`) makes transformers save a checkpoint at the next step
-    (TrainingArguments.enable_jit_checkpoint); it is uploaded at once, and the run ends with exit code
-    143 without saving final weights; the next start resumes from that checkpoint. At the normal end
-    the last checkpoint is uploaded before the final weights are saved.
+    With `never`, earlier checkpoints in output.dir or the storage are an error instead. A SIGTERM
+    (preemption, `kubectl delete`) or SIGINT lets the step in progress finish; StopOnSignal then has the
+    Trainer save a checkpoint at that step's end and stop. The checkpoint is uploaded (waiting as long
+    as it takes), and the run ends with exit code 128 + the signal (143 for SIGTERM) without saving
+    final weights; the next start resumes from that checkpoint. At the normal end the last checkpoint
+    is uploaded before the final weights are saved.
     """
     sync = trainer.checkpoint_sync
-    resume = None
-    if plan["spec"]["checkpointing"]["resume"] == "auto":
-        resume, how = sync.resume_point()
+    start: Path | None = None
+    if resume == "auto":
+        start, how = sync.resume_point()
         LOG.info("%s", how)
     else:
         sync.check_fresh_start()
         LOG.info("starting fresh in %s (checkpointing.resume is never)", trainer.args.output_dir)
     stop = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, StopOnSignal))
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    output = trainer.train(resume_from_checkpoint=str(start) if start else None)
     if stop.received:
         started = time.monotonic()
         sync.flush(timeout=None)  # the pod's grace period is the limit
@@ -260,4 +267,4 @@ def train(plan: Mapping[str, Any], trainer: FtcTrainer) -> TrainResult:
     LOG.info("trained %d steps, train loss %.4f%s%s", output.global_step, output.training_loss,
              f", eval loss {final_eval['eval_loss']:.4f}" if final_eval else "",
              ", stopped early" if early_stopped else "")
-    return TrainResult(output, str(resume) if resume else None, history, final_eval, early_stopped)
+    return TrainResult(output, str(start) if start else None, history, final_eval, early_stopped)
