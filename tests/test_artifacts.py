@@ -22,7 +22,7 @@ import yaml
 from artifact_cases import BY_ID, CASES, EXAMPLES, ROOT, RUNTIME_SOURCES, Built, Case, build, script_literals
 from ftc import __version__
 from ftc.k8s.validate import validate_documents
-from test_k8s import validate as validate_k8s
+from k8s_tools import validate as validate_k8s
 
 BIN = Path(sys.executable).parent
 RUFF = BIN / "ruff"

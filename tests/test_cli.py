@@ -140,18 +140,13 @@ BAD_KINDS = ["malformed", "duplicate", "unknown", "wrong-type", "non-mapping", "
 @pytest.mark.parametrize("kind", BAD_KINDS)
 @pytest.mark.parametrize("command", ["validate", "compile"])
 def test_bad_input_is_a_clear_error_not_a_traceback(kind: str, command: str, tmp_path: Path) -> None:
-    import time
-
     spec = tmp_path / "spec.yaml"
     _write_bad(kind, spec)
     args = [command, str(spec)] + (["-o", str(tmp_path / "out")] if command == "compile" else [])
-    start = time.perf_counter()
     result = CliRunner().invoke(main, args)
-    elapsed = time.perf_counter() - start
     assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"{spec}") and "error[E" in first, first
-    assert elapsed < 2.0, f"{kind} took {elapsed:.2f} s"
     assert not (tmp_path / "out").exists(), "nothing is written for a bad spec"
