@@ -52,7 +52,7 @@ def make_plan(model_dir: str | Path, data_path: str | Path, output_dir: str | Pa
 def render_train_script(plan: dict[str, Any], out_dir: Path) -> Path:
     """Write out_dir/train.py and out_dir/ftc_runtime/ as `ftc compile` does; returns the script path."""
     frozen = Plan.from_dict(plan)
-    files = {"train.py": train_script(frozen), **runtime_files(frozen)}
+    files = {"train.py": train_script(frozen), **runtime_files()}
     ds = deepspeed_config(frozen)
     if ds is not None:
         files["ds_config.json"] = json_text(ds)
