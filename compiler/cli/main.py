@@ -100,7 +100,7 @@ def validate_cmd(spec: str, strict: bool, as_json: bool, k8s: bool) -> None:
     result = plan_spec(load_spec(spec), strict=strict)
     diagnostics = list(result.diagnostics)
     if k8s and result.plan is not None:
-        from ..k8s_validate import validate_kubernetes
+        from ..k8s.validate import validate_kubernetes
 
         diagnostics += validate_kubernetes(result.plan)
     ok = not any(d.is_error for d in diagnostics)
