@@ -54,20 +54,19 @@ class Tiny:
 def tiny() -> Tiny:
     """Built once into .cache/tiny/<key>/ and reused by later runs (ftc.tiny skips an up-to-date build).
 
-    The key is a hash of the builder's sources and the torch and transformers versions, so a changed
-    builder builds afresh. pytest-xdist workers take a file lock: one builds, the others wait for it.
+    The key is a hash of the builder's sources and of the torch, transformers and tokenizers versions,
+    so a changed builder builds afresh. pytest-xdist workers take a file lock: one builds, the others wait for it.
     """
     import fcntl
+    from importlib.metadata import version
 
-    import torch
-    import transformers
     from ftc import tiny as builder
-    from ftc.runtime import formats
 
     key = hashlib.sha256()
-    for source in (builder.__file__, formats.__file__):
-        key.update(Path(source).read_bytes())
-    key.update(f"torch {torch.__version__} transformers {transformers.__version__}".encode())
+    for source in (Path(builder.__file__), Path(builder.__file__).parent / "runtime" / "formats.py"):
+        key.update(source.read_bytes())
+    for library in ("torch", "transformers", "tokenizers"):
+        key.update(f"{library} {version(library)}\n".encode())
     root = _REPO / ".cache" / "tiny" / key.hexdigest()[:16]
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
