@@ -47,6 +47,7 @@ class Import:
     target: str  # a module name (`from ftc.x import y` is ftc.x.y where that is a module, else ftc.x)
     lazy: bool  # inside a function: runs when it is called, not when the module is imported
     line: int
+    relative: bool = False
 
 
 def module_names(package: Path) -> dict[str, Path]:
@@ -75,7 +76,7 @@ def imports(module: str, path: Path, known: set[str]) -> Iterator[Import]:
                 source = node.module or ""
             for alias in node.names:
                 name = f"{source}.{alias.name}"
-                yield Import(name if name in known else source, lazy, node.lineno)
+                yield Import(name if name in known else source, lazy, node.lineno, node.level > 0)
         inner = lazy or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
         for child in ast.iter_child_nodes(node):
             yield from visit(child, inner)
@@ -110,6 +111,9 @@ def problems(package: Path) -> list[str]:
                 found.append(f"{where}: imports {imp.target}, which does not exist")
             elif runtime and top == "ftc" and not in_package(imp.target, RUNTIME):
                 found.append(f"{where}: the runtime imports {imp.target} (it is copied into out/ without ftc)")
+            elif runtime and top == "ftc" and not imp.relative:
+                found.append(f"{where}: the runtime imports {imp.target} by its ftc name (import it relatively: "
+                             "in out/ it is ftc_runtime)")
             elif runtime:
                 continue
             elif top in TRAINING_STACK and (module not in TRAINING_TOOLS or not imp.lazy):
@@ -155,7 +159,8 @@ def test_the_checker_reports_each_kind_of_break(tmp_path: Path) -> None:
         "load.py": "from .k8s_validate import validate_kubernetes\n",
         "tiny.py": "import transformers\n\ndef f():\n    import torch\n    from .runtime import methods\n",
         "runtime/__init__.py": "",
-        "runtime/methods.py": "from . import method_traits\nfrom ..plan import Plan\nimport ftc.gpus\nimport peft\n",
+        "runtime/methods.py": "from . import method_traits\nfrom ..plan import Plan\nimport ftc.gpus\nimport peft\n"
+                              "from ftc.runtime import method_traits\n",
         "runtime/method_traits.py": "",
         "gpus.py": "",
         "extras.py": "",
@@ -170,5 +175,7 @@ def test_the_checker_reports_each_kind_of_break(tmp_path: Path) -> None:
         "ftc.tiny:1: imports transformers (the compile path stays off the training stack)",
         "ftc.runtime.methods:2: the runtime imports ftc.plan (it is copied into out/ without ftc)",
         "ftc.runtime.methods:3: the runtime imports ftc.gpus (it is copied into out/ without ftc)",
+        "ftc.runtime.methods:5: the runtime imports ftc.runtime.method_traits by its ftc name (import it "
+        "relatively: in out/ it is ftc_runtime)",
         "ftc.extras: in no layer (place it in LAYERS of tests/test_layering.py)",
     ])
