@@ -8,7 +8,7 @@ export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test lint demo regen bench bench-throughput gpu-check clean
+.PHONY: install test test-fast clone-test lint demo regen bench bench-throughput gpu-check clean
 
 # torch is pinned in the same pip command as everything else: without the pin, deepspeed/peft
 # would pull a multi-GB CUDA build of torch.
@@ -23,8 +23,18 @@ install: $(STAMP)
 lint: install
 	$(BIN)/ruff check .
 
+# The full gate (what CI runs): lint and every test, the slow ones that train the tiny model included.
 test: install lint
 	$(BIN)/python -m pytest -n 2 -q
+
+# The edit loop: lint and every test that does not train (no `slow` marker; the tiny model they
+# load is built once and kept in .cache/tiny/).
+test-fast: install lint
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+# `make test` in a fresh clone of the current commit, alone in an empty temporary directory.
+clone-test:
+	scripts/clone_test.sh
 
 demo: install
 	$(BIN)/python -m ftc.tiny --model-dir $(DEMO)/tiny-llama --data-dir $(DEMO)/data

@@ -1,7 +1,8 @@
 """Wall time of `ftc compile` in a fresh process, next to `python -c "import transformers"`.
 
 Goal: compile of the largest example ≤ 0.25 s and ≥ 10× faster than importing transformers.
-Prints min and median of several runs of each; run with `make bench`.
+Prints min and median of several runs of each; run with `make bench`. Also times how fast the load
+stage rejects each hostile spec the tests use (an alias bomb, deep nesting, a 50 MB file...): goal < 2 s each.
 """
 
 from __future__ import annotations
@@ -36,6 +37,27 @@ def _largest_example() -> Path:
     return max(sizes, key=lambda s: sizes[s])
 
 
+def _hostile_rejection_times() -> None:
+    """How long the load stage takes to reject each hostile spec of the test suite (tests/hostile_yaml.py)."""
+    from ftc.load import load_spec
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hostile_yaml import HOSTILE, write_payload
+
+    with tempfile.TemporaryDirectory() as tmp:
+        times = {}
+        for name, content, _ in HOSTILE:
+            path = Path(tmp) / f"{name}.yaml"
+            write_payload(content, path)
+            start = time.perf_counter()
+            result = load_spec(path)
+            times[name] = time.perf_counter() - start
+            assert result.data is None, name
+    slowest = max(times, key=lambda n: times[n])
+    print(f"hostile specs rejected: {len(times)}, slowest {slowest} {times[slowest]:.3f} s; goal < 2 s each: "
+          f"{'met' if times[slowest] < 2 else 'NOT met'}")
+
+
 def main() -> None:
     spec = _largest_example()
     ftc = str(Path(sys.executable).parent / "ftc")
@@ -58,6 +80,7 @@ def main() -> None:
     print(f"ratio to Trainer import (median): {t / c:.1f}x")
     print(f"ratio (median): {i / c:.1f}x; goal <= 0.25 s and >= 10x: "
           f"{'met' if c <= 0.25 and i / c >= 10 else 'NOT met'}")
+    _hostile_rejection_times()
 
 
 if __name__ == "__main__":

@@ -1,32 +1,52 @@
-"""Rewrite generated/<example>/ from examples/<example>.yaml (the golden outputs the tests compare)."""
+"""Rewrite generated/ from examples/*.yaml: the golden outputs tests/test_golden.py compares (`make regen`).
+
+generated/<example>/ holds what `ftc compile` writes for the example except the runtime package, which is
+the same for every spec and kept once in generated/ftc_runtime/ (layout and listing: tests/golden.py).
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from ftc import codes
 from ftc.pipeline import compile_spec
-from ftc.write import write_output
 from gen_spec_types import main as write_spec_types
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
+    sys.path.insert(0, str(ROOT / "tests"))  # tests/ is not a package
+    from golden import EXAMPLES, GENERATED, golden_trees, write_tree
+
     status = write_spec_types()  # compiler/spec_types.py from the schema
     (ROOT / "docs" / "diagnostics.md").write_text(codes.markdown(), encoding="utf-8")
-    for spec in sorted((ROOT / "examples").glob("*.yaml")):
+    compiled: dict[str, dict[str, str]] = {}
+    failed = False
+    for spec in EXAMPLES:
         result = compile_spec(spec)
         if result.plan is None:
             for d in result.diagnostics:
                 print(d.format(str(spec.relative_to(ROOT))), file=sys.stderr)
-            status = 1
-            continue
-        out = ROOT / "generated" / spec.stem
-        # generated/ belongs to this script: overwrite hand edits there.
-        outcome = write_output(out, result.files, force=True)
-        print(f"{out.relative_to(ROOT)}: {len(outcome.written)} written, {len(outcome.removed)} removed")
+            failed = True
+        compiled[spec.stem] = result.files
+    if failed:
+        return 1  # nothing is rewritten while an example does not compile
+    trees = golden_trees(compiled)
+    # generated/ belongs to this script: hand edits there are overwritten, unknown entries removed.
+    for entry in sorted(GENERATED.iterdir()) if GENERATED.is_dir() else []:
+        if entry.name not in trees:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            print(f"{entry.relative_to(ROOT)}: removed")
+    for name, files in trees.items():
+        written, removed = write_tree(GENERATED / name, files)
+        print(f"{(GENERATED / name).relative_to(ROOT)}: {len(files)} files, {len(written)} written, "
+              f"{len(removed)} removed")
     return status
 
 

@@ -1,4 +1,4 @@
-"""The specs the artifact tests compile: every example (found recursively) plus in-memory specs that
+"""The specs the artifact tests compile: every example (the listing of tests/golden.py) plus in-memory specs that
 cover what the renderers branch on (GPU count, DeepSpeed stage and offload, precision, early stopping,
 validation, Kubernetes)."""
 
@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from ftc.pipeline import Compiled, compile_spec
 from ftc.write import write_output
+from golden import EXAMPLES
 from specs import spec
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 RUNTIME_SOURCES = sorted(p.name for p in (ROOT / "compiler" / "runtime").glob("*.py"))
 
 K8S = {"version": "1.31", "namespace": "ml-training", "image": "ghcr.io/acme/ftc-train:1.0"}

@@ -1,7 +1,8 @@
-"""Shared fixtures. The runtime tests run fully offline on a tiny model built once per session."""
+"""Shared fixtures. The runtime tests run fully offline on a tiny model, built once and kept in .cache/tiny/."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+_REPO = Path(__file__).resolve().parents[1]
 # Before anything imports transformers/datasets/deepspeed: no network, caches in a throwaway directory.
 _CACHE = Path(tempfile.mkdtemp(prefix="ftc-test-cache-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -20,7 +22,7 @@ os.environ["HF_HOME"] = str(_CACHE / "hf")
 os.environ["HF_DATASETS_CACHE"] = str(_CACHE / "datasets")
 # DeepSpeed compiles its CPU ops at first use (~30 s each); one build serves every test process and
 # later runs (torch's extension builder locks the directory while it builds).
-os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(__file__).resolve().parents[1] / ".cache" / "torch_extensions")
+os.environ["TORCH_EXTENSIONS_DIR"] = str(_REPO / ".cache" / "torch_extensions")
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("WANDB_MODE", "disabled")
 # pytest-xdist workers share the few cores: one torch thread each. With torch's default (a thread per
@@ -49,11 +51,27 @@ class Tiny:
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
-    from ftc.tiny import build
+def tiny() -> Tiny:
+    """Built once into .cache/tiny/<key>/ and reused by later runs (ftc.tiny skips an up-to-date build).
 
-    root = tmp_path_factory.mktemp("tiny")
-    build(root / "model", root / "data", rows=400, seed=0)
+    The key is a hash of the builder's sources and of the torch, transformers and tokenizers versions,
+    so a changed builder builds afresh. pytest-xdist workers take a file lock: one builds, the others wait for it.
+    """
+    import fcntl
+    from importlib.metadata import version
+
+    from ftc import tiny as builder
+
+    key = hashlib.sha256()
+    for source in (Path(builder.__file__), Path(builder.__file__).parent / "runtime" / "formats.py"):
+        key.update(source.read_bytes())
+    for library in ("torch", "transformers", "tokenizers"):
+        key.update(f"{library} {version(library)}\n".encode())
+    root = _REPO / ".cache" / "tiny" / key.hexdigest()[:16]
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        builder.build(root / "model", root / "data", rows=400, seed=0)
     return Tiny(root / "model", root / "data")
 
 

@@ -84,7 +84,7 @@ def apply_planned_method(plan: dict[str, Any], model: Any) -> Any:
 def render_train_script(plan: dict[str, Any], out_dir: Path) -> Path:
     """Write out_dir/train.py and out_dir/ftc_runtime/ as `ftc compile` does; returns the script path."""
     frozen = Plan.from_dict(plan)
-    files = {"train.py": train_script(frozen), **runtime_files(frozen)}
+    files = {"train.py": train_script(frozen), **runtime_files()}
     ds = deepspeed_config(frozen)
     if ds is not None:
         files["ds_config.json"] = json_text(ds)

@@ -22,7 +22,8 @@ import yaml
 from artifact_cases import BY_ID, CASES, EXAMPLES, ROOT, RUNTIME_SOURCES, Built, Case, build, script_literals
 from ftc import __version__
 from ftc.k8s.validate import validate_documents
-from test_k8s import validate as validate_k8s
+from golden import split
+from k8s_tools import validate as validate_k8s
 
 BIN = Path(sys.executable).parent
 RUFF = BIN / "ruff"
@@ -507,7 +508,11 @@ def test_provenance_and_nothing_machine_specific(case_id: str, built: Callable[[
     b = built(case_id)
     sha = b.spec_sha256
     assert b.compiled.plan is not None and b.compiled.plan.spec_sha256 == sha
-    for rel, text in b.compiled.files.items():
+    own, runtime_copies = split(b.compiled.files)
+    runtime = {name: (ROOT / "compiler" / "runtime" / name).read_text(encoding="utf-8") for name in RUNTIME_SOURCES}
+    for directory, files in runtime_copies.items():  # the same for every spec: verbatim, no header
+        assert files == runtime, directory
+    for rel, text in own.items():
         name = rel.rsplit("/", 1)[-1]
         if name == "plan.json":
             data = json.loads(text)

@@ -1,29 +1,42 @@
-"""generated/<example>/ is exactly what the compiler makes of examples/<example>.yaml (`make regen`)."""
+"""generated/ is exactly what the compiler makes of examples/*.yaml (`make regen`; layout in tests/golden.py):
+each example's spec-dependent files in generated/<example>/, and every runtime copy it holds (ftc_runtime/,
+k8s/files/ftc_runtime/) equal to the one snapshot in generated/ftc_runtime/."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from ftc.out_files import RUNTIME_DIR
 from ftc.pipeline import compile_spec
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+from golden import EXAMPLES, GENERATED, RUNTIME_SNAPSHOT, read_tree, split
 
 
-def test_every_example_has_golden_output_and_nothing_else() -> None:
-    assert len(EXAMPLES) >= 4
-    golden = sorted(p.name for p in (ROOT / "generated").iterdir() if p.is_dir())
-    assert golden == sorted(p.stem for p in EXAMPLES), "run `make regen`"
+def _assert_same(on_disk: Mapping[str, bytes], texts: Mapping[str, str], what: str) -> None:
+    expected = {path: text.encode("utf-8") for path, text in texts.items()}
+    assert sorted(on_disk) == sorted(expected), f"file list of {what} drifted: run `make regen`"
+    changed = [path for path in expected if on_disk[path] != expected[path]]
+    assert not changed, f"{what}: {changed} drifted from the compiler: run `make regen`"
+
+
+def test_generated_holds_every_example_and_the_runtime_and_nothing_else() -> None:
+    entries = sorted(p.name for p in GENERATED.iterdir())
+    assert entries == sorted([p.stem for p in EXAMPLES] + [RUNTIME_DIR]), "run `make regen`"
+    assert all((GENERATED / name).is_dir() for name in entries)
+
+
+@pytest.fixture(scope="module")
+def runtime_snapshot() -> dict[str, bytes]:
+    return read_tree(RUNTIME_SNAPSHOT)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_golden_output_has_not_drifted(example: Path) -> None:
+def test_golden_output_has_not_drifted(example: Path, runtime_snapshot: dict[str, bytes]) -> None:
     result = compile_spec(example)
     assert result.ok, [d.format(str(example)) for d in result.diagnostics]
-    out = ROOT / "generated" / example.stem
-    on_disk = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    expected = {path: text.encode("utf-8") for path, text in result.files.items()}
-    assert sorted(on_disk) == sorted(expected), f"file list drifted for {example.name}: run `make regen`"
-    changed = [path for path in expected if on_disk[path] != expected[path]]
-    assert not changed, f"{example.name}: {changed} drifted from the compiler: run `make regen`"
+    own, copies = split(result.files)
+    _assert_same(read_tree(GENERATED / example.stem), own, f"generated/{example.stem}")
+    assert RUNTIME_DIR in copies, f"{example.name}: no {RUNTIME_DIR}/ in the output"
+    for directory, copy in sorted(copies.items()):
+        _assert_same(runtime_snapshot, copy, f"{example.stem}'s {directory}/ against generated/{RUNTIME_DIR}")

@@ -26,9 +26,9 @@ from artifact_cases import ROOT, script_literals
 from ftc.diagnostics import pointer_join
 from ftc.k8s.layout import absolute_path
 from ftc.pipeline import Compiled, compile_spec
+from k8s_tools import k8s_expand
+from k8s_tools import validate as validate_k8s
 from markdown_it import MarkdownIt
-from test_k8s import k8s_expand
-from test_k8s import validate as validate_k8s
 
 SCHEMA = json.loads((ROOT / "schema" / "ftc.schema.json").read_text(encoding="utf-8"))
 

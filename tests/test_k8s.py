@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -26,39 +25,14 @@ from ftc.render.launch import launch_argv
 from ftc.render.text import comment_header
 from ftc.runtime import exitcodes
 from k8s_plans import CASES, HOSTILE, VERSIONS, make_bundle, make_plan
+from k8s_tools import KUBECTL, k8s_expand, kustomize, validate
 
-KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) is not on PATH")
 ALL_VERSIONS = ("1.25", "1.26", "1.27", "1.28", "1.29", "1.30", "1.31", "1.32")
 SHELLS = {"sh", "bash", "dash", "zsh", "ash", "/bin/sh", "/bin/bash", "/usr/bin/env", "env"}
 
 
 # -------------------------------------------------------------------------------------------------- helpers
-
-
-def write(files: Mapping[str, str], root: pathlib.Path) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))
-
-
-def kustomize(files: Mapping[str, str], root: pathlib.Path) -> list[dict[str, Any]]:
-    """Write the rendered files under `root` and return the documents `kubectl kustomize` builds."""
-    write(files, root)
-    result = subprocess.run([KUBECTL, "kustomize", str(root / "k8s")], capture_output=True, encoding="utf-8",
-                            check=False, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
-
-
-def validate(doc: dict[str, Any], version: str) -> None:
-    """Strict schema validation; an unknown kind raises SchemaNotFoundError and so fails the test."""
-    try:
-        kubernetes_validate.validate(doc, version, strict=True)
-    except kubernetes_validate.ValidationError as e:
-        where = "/".join(str(p) for p in e.path)
-        pytest.fail(f"{doc['kind']} is invalid for Kubernetes {version} at /{where}: {e.message}")
 
 
 def by_kind(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -76,32 +50,6 @@ def trainer(job: dict[str, Any]) -> dict[str, Any]:
 
 def volumes(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
-
-
-def k8s_expand(value: str, defined: Mapping[str, str]) -> str:
-    """Kubernetes' `$(VAR)` expansion of env values (third_party/forked/golang/expansion in kubernetes)."""
-    out: list[str] = []
-    i = 0
-    while i < len(value):
-        if value[i] == "$" and i + 1 < len(value):
-            nxt = value[i + 1]
-            if nxt == "$":
-                out.append("$")
-            elif nxt == "(":
-                close = value.find(")", i + 2)
-                if close != -1:
-                    name = value[i + 2:close]
-                    out.append(defined.get(name, f"$({name})"))
-                    i = close + 1
-                    continue
-                out.append("$(")
-            else:
-                out.append("$" + nxt)
-            i += 2
-            continue
-        out.append(value[i])
-        i += 1
-    return "".join(out)
 
 
 def under(path: str, root: str) -> bool:

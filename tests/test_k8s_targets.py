@@ -30,10 +30,10 @@ from ftc.plan import Plan
 from ftc.render.artifacts import render
 from ftc.runtime import exitcodes
 from k8s_plans import make_bundle, make_plan
+from k8s_tools import k8s_expand, kustomize
+from k8s_tools import validate as validate_core
 from runtime_plans import make_plan as make_runtime_plan
 from specs import codes, plan_of, spec
-from test_k8s import k8s_expand, kustomize
-from test_k8s import validate as validate_core
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM_CRDS = Path(__file__).resolve().parent / "data" / "upstream_crds"

@@ -235,7 +235,7 @@ def test_workers_that_ignore_sigterm_after_a_failure_are_killed_after_kill_after
     started = time.monotonic()
     got, err = _finish(proc)
     assert got == 1, err  # the first failure, not rank 0's SIGKILL
-    assert 1 <= time.monotonic() - started < 30
+    assert time.monotonic() - started >= 1  # waited --kill-after before the SIGKILL
     assert "killing 1 worker(s) still running 1 s after the failure" in err
     assert not launches.seen(0, "saved") and not launches.seen(0, "timeout")
 

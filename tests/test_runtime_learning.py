@@ -51,10 +51,25 @@ from ftc.runtime.formats import alpaca_prompt
 from ftc.tiny import make_rows
 from peft import PeftModel
 from runtime_plans import make_plan, render_train_script, run_in_process
-from test_runtime_training import METHODS
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 pytestmark = pytest.mark.slow
+
+# Every PEFT method: {name: (method section, peft_type in adapter_config.json)}.
+METHODS = {
+    "dora": ({"type": "dora"}, "LORA"),
+    "qlora": ({"type": "qlora"}, "LORA"),
+    "lora-8bit": ({"type": "lora", "quantization": {"bits": 8}}, "LORA"),
+    "ia3": ({"type": "adapter", "lora": None, "adapter": {"kind": "ia3"}}, "IA3"),
+    "loha": ({"type": "adapter", "lora": None, "adapter": {"kind": "loha"}}, "LOHA"),
+    "lokr": ({"type": "adapter", "lora": None, "adapter": {"kind": "lokr"}}, "LOKR"),
+    "llama_adapter": ({"type": "adapter", "lora": None, "adapter": {"kind": "llama_adapter"}},
+                      "ADAPTION_PROMPT"),
+    "prompt_tuning": ({"type": "prompt_tuning", "lora": None,
+                       "prompt": {"num_virtual_tokens": 4, "init_text": "Reverse it"}}, "PROMPT_TUNING"),
+    "p_tuning": ({"type": "p_tuning", "lora": None}, "P_TUNING"),
+    "prefix_tuning": ({"type": "prefix_tuning", "lora": None}, "PREFIX_TUNING"),
+}
 
 # METHODS (every PEFT method) plus full fine-tuning, plain and rank-stabilised LoRA, and 4-bit fp4 without
 # double quantization (`qlora` there is nf4 with double quantization): {name: (method section, peft_type)}.

@@ -99,24 +99,6 @@ def test_full_fine_tuning_learns_and_saves_the_model(tiny: Tiny, tmp_path: Path)
     assert isinstance(_generate(model, AutoTokenizer.from_pretrained(final)), str)
 
 
-# Every PEFT method: {name: (method section, peft_type in adapter_config.json)}. test_runtime_learning.py
-# trains each of them (and full fine-tuning) until the eval loss falls, then reloads and generates.
-METHODS = {
-    "dora": ({"type": "dora"}, "LORA"),
-    "qlora": ({"type": "qlora"}, "LORA"),
-    "lora-8bit": ({"type": "lora", "quantization": {"bits": 8}}, "LORA"),
-    "ia3": ({"type": "adapter", "lora": None, "adapter": {"kind": "ia3"}}, "IA3"),
-    "loha": ({"type": "adapter", "lora": None, "adapter": {"kind": "loha"}}, "LOHA"),
-    "lokr": ({"type": "adapter", "lora": None, "adapter": {"kind": "lokr"}}, "LOKR"),
-    "llama_adapter": ({"type": "adapter", "lora": None, "adapter": {"kind": "llama_adapter"}},
-                      "ADAPTION_PROMPT"),
-    "prompt_tuning": ({"type": "prompt_tuning", "lora": None,
-                       "prompt": {"num_virtual_tokens": 4, "init_text": "Reverse it"}}, "PROMPT_TUNING"),
-    "p_tuning": ({"type": "p_tuning", "lora": None}, "P_TUNING"),
-    "prefix_tuning": ({"type": "prefix_tuning", "lora": None}, "PREFIX_TUNING"),
-}
-
-
 def test_save_both_merged_model_equals_base_plus_adapter(tiny: Tiny, tmp_path: Path) -> None:
     _, output = _run(tiny, tmp_path, output={"save": "both"},
                      training={"max_steps": 6, "eval_every_steps": 6})

@@ -16,18 +16,17 @@ from .trainer_args import training_arguments
 from .yamlio import dump as yaml_dump
 
 
-def runtime_files(plan: Plan) -> dict[str, str]:
+def runtime_files() -> dict[str, str]:
     """The runtime package copied next to train.py, so out/ runs without ftc installed.
 
-    Read as files under the `ftc` package: importing `ftc.runtime` would load torch.
+    Copied verbatim, without the provenance header of the other files: the runtime is the same for
+    every spec. The manifest lists these files with their sha256 like every other, so a hand edit
+    is still found. Read as package resources, not imported: most runtime modules import torch.
     """
-    header = comment_header(plan)
     package = resources.files("ftc").joinpath("runtime")
-    out: dict[str, str] = {}
-    for entry in sorted(package.iterdir(), key=lambda e: e.name):
-        if entry.is_file() and entry.name.endswith(".py"):
-            out[f"{RUNTIME_DIR}/{entry.name}"] = header + entry.read_text(encoding="utf-8")
-    return out
+    return {f"{RUNTIME_DIR}/{entry.name}": entry.read_text(encoding="utf-8")
+            for entry in sorted(package.iterdir(), key=lambda e: e.name)
+            if entry.is_file() and entry.name.endswith(".py")}
 
 
 def train_script(plan: Plan) -> str:
@@ -63,7 +62,7 @@ def render(plan: Plan) -> dict[str, str]:
     ds = configs.deepspeed_config(plan)
     if ds is not None:
         files[DEEPSPEED_CONFIG] = json_text(ds)
-    files.update(runtime_files(plan))
+    files.update(runtime_files())
     files["README.md"] = readme(plan, files)
     files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))
     # `ftc estimate` at compile time (spec only, no local files): not needed by the job, so not in k8s/

@@ -9,8 +9,9 @@ Run it from the directory the spec's relative paths refer to:
     python train.py
 
 (or with the launcher named in plan.json under derived.launcher; see README.md). Every step below
-is a function of the ftc_runtime package next to this file; PLAN is the resolved spec (identical to
-plan.json) and TRAINING_ARGUMENTS the keyword arguments of transformers.TrainingArguments.
+is a function of the ftc_runtime package next to this file and is handed the parts of PLAN it reads.
+PLAN is the resolved spec with what was derived from it (identical to plan.json); TRAINING_ARGUMENTS
+holds the keyword arguments of transformers.TrainingArguments.
 """
 
 from __future__ import annotations
@@ -166,24 +167,41 @@ TRAINING_ARGUMENTS = {'activation_checkpointing': True,
  'warmup_steps': 0.03,
  'weight_decay': 0.01}
 
+SPEC = PLAN["spec"]
+
 
 @exit_codes  # bad config or data: exit 3; this machine cannot run the plan: exit 4
 def main() -> int:
-    setup(PLAN)  # logging, impossible method settings, seeds, tracker environment
+    # logging, impossible settings, seeds, tracker environment
+    setup(ftc_version=PLAN["ftc_version"], spec_sha256=PLAN["spec_sha256"], name=SPEC["metadata"]["name"],
+          method=SPEC["method"], training=SPEC["training"], output=SPEC["output"],
+          monitoring=SPEC["monitoring"], checkpointing=SPEC["checkpointing"], derived=PLAN["derived"])
     args = make_training_arguments(TRAINING_ARGUMENTS, HERE)  # before the model: ZeRO-3 loads partitioned
-    tokenizer = load_tokenizer(PLAN)
-    attention = choose_attention(PLAN)
-    data = prepare_data(PLAN, tokenizer)  # skipped rows are counted and logged
-    model = load_model(PLAN, attention)
-    model = apply_method(PLAN, model)
-    data = pack_for_model(PLAN, data, model, attention)  # when data.packing is on and safe for this model
-    trainer = build_trainer(PLAN, args, model, tokenizer, data)
-    result = train(PLAN, trainer)  # resumes when resume is auto; SIGTERM: checkpoint, upload, exit 143
-    saved = save_final(PLAN, trainer, tokenizer)
-    write_metrics(PLAN, trainer, result, data, attention)
+    tokenizer = load_tokenizer(model=SPEC["model"])
+    attention = choose_attention(requested=SPEC["performance"]["attention"],
+                                 precision=SPEC["training"]["precision"])
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
+                       attention=attention)
+    model = apply_method(model, method=SPEC["method"], base=SPEC["model"],
+                         gradient_checkpointing=SPEC["training"]["gradient_checkpointing"])
+    # packed when data.packing is on and safe for this method and model
+    data = pack_for_model(data, model, attention=attention, packing=SPEC["data"]["packing"],
+                          max_seq_length=SPEC["data"]["max_seq_length"], method=SPEC["method"],
+                          deepspeed=SPEC["performance"]["deepspeed"])
+    trainer = build_trainer(args, model, tokenizer, data, early_stopping=SPEC["training"]["early_stopping"],
+                            checkpointing=SPEC["checkpointing"], nodes=SPEC["resources"]["nodes"])
+    # resumes when resume is auto; SIGTERM: checkpoint at the step end, upload, exit 143
+    result = train(trainer, resume=SPEC["checkpointing"]["resume"])
+    saved = save_final(trainer, tokenizer, save=SPEC["output"]["save"], model=SPEC["model"],
+                       method=SPEC["method"], precision=SPEC["training"]["precision"])
+    write_metrics(trainer, result, data, attention=attention, name=SPEC["metadata"]["name"],
+                  method_type=SPEC["method"]["type"], ftc_version=PLAN["ftc_version"],
+                  spec_sha256=PLAN["spec_sha256"])
     upload_results(trainer)  # final/, merged/, metrics: next to the checkpoints in checkpointing.storage
     del model, trainer  # free the training state before loading the saved result
-    smoke_generate(PLAN, saved, data, attention)
+    smoke_generate(saved, data, attention=attention, model=SPEC["model"], method=SPEC["method"],
+                   precision=SPEC["training"]["precision"])
     return 0
 
 

@@ -1,0 +1,155 @@
+"""Tokenizer and base model: dtype from the precision, the attention kernel, optional 4/8-bit loading."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from .errors import ConfigError, EnvironmentProblem
+
+LOG = logging.getLogger("ftc")
+
+DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _check_local(source: str, what: str) -> None:
+    """A missing local directory is a config error, not a Hub lookup that fails later.
+
+    Hub ids look like `name` or `org/name`; anything starting with `.`, `/` or `~` or with more than
+    one `/` is taken as a path.
+    """
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") > 1
+    if looks_local and not Path(source).expanduser().exists():
+        raise ConfigError(f"{what} {source!r} does not exist "
+                          f"(relative paths are resolved against {os.getcwd()})")
+
+
+def load_tokenizer(*, model: Mapping[str, Any]) -> PreTrainedTokenizerBase:
+    """The tokenizer of `model.tokenizer` (or of the model itself), with a pad token and right padding.
+
+    `model` is the spec's `model` section.
+    """
+    source = model["tokenizer"] or model["name_or_path"]
+    _check_local(source, "model.tokenizer" if model["tokenizer"] else "model.name_or_path")
+    tokenizer = AutoTokenizer.from_pretrained(
+        source,
+        revision=model["revision"] if model["tokenizer"] is None else None,
+        trust_remote_code=model["trust_remote_code"],
+    )
+    if tokenizer.pad_token is None:
+        # Reuse an existing token rather than adding one: a new token would grow the embedding matrix
+        # (and every saved adapter); pad positions are masked out of attention and loss anyway.
+        fallback = tokenizer.unk_token or tokenizer.eos_token
+        if fallback is None:
+            raise ConfigError(f"the tokenizer of {source!r} has no pad, unk or eos token to pad with")
+        tokenizer.pad_token = fallback
+        LOG.info("tokenizer: no pad token, padding with %r", fallback)
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def choose_attention(*, requested: str, precision: str) -> str:
+    """The attention kernel for `performance.attention` (`requested`) under `training.precision`.
+
+    `auto` takes flash_attention_2 when usable, else sdpa; the choice is logged.
+    """
+    has_flash = importlib.util.find_spec("flash_attn") is not None
+    cuda = torch.cuda.is_available()
+    if requested == "auto":
+        chosen = "flash_attention_2" if has_flash and cuda and precision != "fp32" else "sdpa"
+        LOG.info("attention: auto -> %s (flash_attn installed: %s, CUDA: %s, precision: %s)",
+                 chosen, has_flash, cuda, precision)
+        return chosen
+    if requested == "flash_attention_2":
+        if not has_flash:
+            raise EnvironmentProblem(
+                "performance.attention is flash_attention_2 but the flash_attn package is not installed: "
+                "install it (pip install flash-attn --no-build-isolation) or set performance.attention: sdpa")
+        if not cuda:
+            raise EnvironmentProblem("performance.attention is flash_attention_2, which needs a CUDA GPU; "
+                                     "set performance.attention: sdpa to run here")
+    LOG.info("attention: %s", requested)
+    return requested
+
+
+def model_dtype(method_type: str, precision: str) -> torch.dtype:
+    """The dtype weights are loaded in, for `method.type` and `training.precision`.
+
+    Full fine-tuning loads fp32 weights and trains under bf16/fp16 autocast: updates of a 1e-5
+    learning rate are below bf16's resolution, so bf16 weights would silently drop most of them
+    (and fp16 mixed precision refuses fp16 weights). PEFT loads the frozen base in the training
+    precision; PEFT keeps the adapter weights themselves in fp32.
+    """
+    if method_type == "full":
+        return torch.float32
+    return DTYPES[precision]
+
+
+def quantization_config(quantization: Mapping[str, Any]) -> BitsAndBytesConfig:
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise EnvironmentProblem("method.quantization needs the bitsandbytes package "
+                                 "(pip install bitsandbytes)")
+    if quantization["bits"] == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization["quant_type"],
+        bnb_4bit_use_double_quant=quantization["double_quant"],
+        bnb_4bit_compute_dtype=DTYPES[quantization["compute_dtype"]],
+    )
+
+
+def _zero3_communication() -> None:
+    """Set up DeepSpeed's communication before a ZeRO-3 load partitions the weights.
+
+    Under ZeRO-3 `from_pretrained` partitions the weights through deepspeed.zero.Init, which counts
+    the processes with DeepSpeed's own communication layer. On GPUs TrainingArguments sets that up;
+    on CPU (`use_cpu`) it only starts a torch.distributed (gloo) group, so DeepSpeed counts one
+    process and rejects the batch size of a multi-process run. init_distributed adopts the group
+    that is already there (or starts one from the launcher's RANK/WORLD_SIZE variables).
+    """
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        return
+    import deepspeed
+
+    if not deepspeed.comm.is_initialized():
+        deepspeed.init_distributed()
+
+
+def load_model(*, model: Mapping[str, Any], method: Mapping[str, Any], precision: str, attention: str,
+               quantize: bool = True) -> PreTrainedModel:
+    """The base model of the spec's `model` section with the chosen attention kernel.
+
+    Loaded in the dtype of `method.type` and `training.precision` (see `model_dtype`), and quantized
+    per `method.quantization` unless `quantize` is False.
+    """
+    source = model["name_or_path"]
+    _check_local(source, "model.name_or_path")
+    kwargs: dict[str, Any] = {
+        "revision": model["revision"],
+        "trust_remote_code": model["trust_remote_code"],
+        "dtype": model_dtype(method["type"], precision),
+        "attn_implementation": attention,
+    }
+    quantization = method["quantization"]
+    if quantize and quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization)
+        if torch.cuda.is_available():
+            # bitsandbytes quantizes while loading onto the device; each process loads onto its own GPU.
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    _zero3_communication()
+    loaded = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    loaded.config.use_cache = False  # no KV cache while training (the smoke check turns it back on)
+    LOG.info("model: %s (%s, %s%s)", source, kwargs["dtype"], attention,
+             f", {quantization['bits']}-bit" if "quantization_config" in kwargs else "")
+    return loaded
