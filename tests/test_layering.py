@@ -22,12 +22,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "compiler"
 
 # (layer, modules): a module is in the first layer that names it or a package above it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("shared", ("ftc", "ftc.diagnostics", "ftc.out_files", "ftc.gpus", "ftc.datasize", "ftc.spec_schema",
-                "ftc.runtime.method_traits", "ftc.runtime.exitcodes")),
+    ("shared", ("ftc", "ftc.codes", "ftc.diagnostics", "ftc.out_files", "ftc.gpus", "ftc.datasize",
+                "ftc.spec_schema", "ftc.runtime.method_traits", "ftc.runtime.exitcodes")),
     ("load", ("ftc.load",)),
     ("validate", ("ftc.validate",)),
     ("resolve", ("ftc.resolve",)),
-    ("plan", ("ftc.plan",)),
+    ("plan", ("ftc.plan", "ftc.spec_types")),
     ("estimate", ("ftc.estimate",)),
     ("check", ("ftc.check", "ftc.k8s.targets", "ftc.k8s.layout", "ftc.k8s.rules")),
     ("render", ("ftc.render", "ftc.k8s")),
