@@ -20,7 +20,7 @@ from .gpus import GPUS
 from .k8s import rules as k8s_rules
 from .k8s.targets import MULTI_NODE_TARGETS, TARGETS, supports
 from .plan import Plan, Spec
-from .runtime.method_traits import FULL_LEARNING_RATE, LORA_METHODS, PROMPT_METHODS, adds_virtual_tokens
+from .runtime.method_traits import ADAPTER_KINDS, FULL_LEARNING_RATE, METHODS, adds_virtual_tokens
 from .validate import sort_diagnostics
 
 # W401: the usual minimum number of training rows for a PEFT method, and for full fine-tuning.
@@ -196,34 +196,30 @@ def quantization_needs_peft(ctx: Context) -> Iterator[Diagnostic]:
 
 @rule("E308", "E309")
 def method_blocks(ctx: Context) -> Iterator[Diagnostic]:
+    """A `method.<block>` belongs to the methods whose traits name that block."""
     method = ctx.spec.method
-    kind = method.type
-    if method.lora is not None and kind not in LORA_METHODS:
-        yield ctx.error("E308", "/method/lora", f"method.lora is set but method.type is '{kind}'",
-                        "remove method.lora or use lora, qlora or dora")
-    if method.prompt is not None and kind not in PROMPT_METHODS:
-        yield ctx.error("E308", "/method/prompt", f"method.prompt is set but method.type is '{kind}'",
-                        "remove method.prompt or use prompt_tuning, p_tuning or prefix_tuning")
-    if method.adapter is not None and kind != "adapter":
-        yield ctx.error("E308", "/method/adapter", f"method.adapter is set but method.type is '{kind}'",
-                        "remove method.adapter or use method.type: adapter")
-    if kind == "adapter" and method.adapter is None:
+    for block in ("lora", "prompt", "adapter"):
+        users = [m.name for m in METHODS.values() if m.settings == block]
+        if getattr(method, block) is not None and method.type not in users:
+            yield ctx.error("E308", f"/method/{block}", f"method.{block} is set but method.type is '{method.type}'",
+                            f"remove method.{block} or use method.type {' or '.join(users)}")
+    if method.type == "adapter" and method.adapter is None:
         yield ctx.error("E309", "/method", "method.type adapter needs method.adapter with a kind",
-                        "add method.adapter: {kind: ia3}  (ia3, loha, lokr or llama_adapter)")
+                        f"add method.adapter: {{kind: ia3}}  (one of {', '.join(ADAPTER_KINDS)})")
 
 
 @rule("E317", "E318")
 def method_runtime_limits(ctx: Context) -> Iterator[Diagnostic]:
-    method = ctx.spec.method
-    kind = method.type
-    if kind == "prefix_tuning" and ctx.spec.training.gradient_checkpointing:
+    """Prefix tuning cannot recompute activations; methods that add virtual tokens cannot be merged."""
+    spec = ctx.spec
+    if spec.method.type == "prefix_tuning" and spec.training.gradient_checkpointing:
         yield ctx.error("E317", "/training/gradient_checkpointing",
                         "prefix_tuning cannot train with gradient checkpointing (transformers drops the prefix "
                         "key/value cache when recomputing activations)", "set training.gradient_checkpointing: false")
-    adapter_kind = method.adapter.kind if method.adapter is not None else None
-    if adds_virtual_tokens(kind, adapter_kind) and ctx.spec.output.save != "adapter":
+    adapter_kind = spec.method.adapter.kind if spec.method.adapter is not None else None
+    if adds_virtual_tokens(spec.method.type, adapter_kind) and spec.output.save != "adapter":
         yield ctx.error("E318", "/output/save",
-                        f"{kind if kind != 'adapter' else 'llama_adapter'} adds virtual tokens and cannot be merged "
+                        f"{adapter_kind or spec.method.type} adds virtual tokens and cannot be merged "
                         "into the base weights", "set output.save: adapter")
 
 

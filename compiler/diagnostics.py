@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .codes import Severity, severity_of
 
 __all__ = ["Diagnostic", "Position", "Severity", "dumps", "error", "has_errors", "pointer_join", "warning"]
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):
     """1-based line and column of a node in the spec file."""
 
     line: int

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -77,66 +78,11 @@ class Architecture:
         return self.family not in ("phi", "falcon")
 
 
-def _arch(model_type: str, h: int, layers: int, heads: int, kv: int, inter: int, vocab: int, tied: bool = False,
-          head_dim: int | None = None, experts: int = 1, top_k: int = 1) -> Architecture:
-    family = _FAMILY_OF_MODEL_TYPE[model_type]
-    norms = 1 if family in ("phi", "falcon") else 4 if model_type == "gemma2" else 2
-    return Architecture(family, h, layers, heads, kv, head_dim or h // heads, inter, vocab, tied, experts, top_k,
-                        model_type in ("qwen", "qwen2"), norms, model_type)
-
-
 _FAMILY_OF_MODEL_TYPE = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "gemma": "llama", "gemma2": "llama",
     "mixtral": "mixtral", "qwen": "qwen", "phi": "phi", "phi3": "phi3", "falcon": "falcon",
 }
 
-
-# Hub id -> architecture, from each model's published config.json.
-_CATALOG: dict[str, Architecture] = {
-    "meta-llama/Llama-2-7b-hf": _arch("llama", 4096, 32, 32, 32, 11008, 32000),
-    "meta-llama/Llama-2-13b-hf": _arch("llama", 5120, 40, 40, 40, 13824, 32000),
-    "meta-llama/Llama-2-70b-hf": _arch("llama", 8192, 80, 64, 8, 28672, 32000),
-    "meta-llama/Meta-Llama-3-8B": _arch("llama", 4096, 32, 32, 8, 14336, 128256),
-    "meta-llama/Meta-Llama-3-70B": _arch("llama", 8192, 80, 64, 8, 28672, 128256),
-    "meta-llama/Llama-3.1-8B": _arch("llama", 4096, 32, 32, 8, 14336, 128256),
-    "meta-llama/Llama-3.1-70B": _arch("llama", 8192, 80, 64, 8, 28672, 128256),
-    "meta-llama/Llama-3.2-1B": _arch("llama", 2048, 16, 32, 8, 8192, 128256, tied=True, head_dim=64),
-    "meta-llama/Llama-3.2-3B": _arch("llama", 3072, 28, 24, 8, 8192, 128256, tied=True, head_dim=128),
-    "mistralai/Mistral-7B-v0.1": _arch("mistral", 4096, 32, 32, 8, 14336, 32000),
-    "mistralai/Mistral-7B-v0.3": _arch("mistral", 4096, 32, 32, 8, 14336, 32768),
-    "mistralai/Mixtral-8x7B-v0.1": _arch("mixtral", 4096, 32, 32, 8, 14336, 32000, experts=8, top_k=2),
-    "Qwen/Qwen-1_8B": _arch("qwen", 2048, 24, 16, 16, 5504, 151936),
-    "Qwen/Qwen-7B": _arch("qwen", 4096, 32, 32, 32, 11008, 151936),
-    "Qwen/Qwen-14B": _arch("qwen", 5120, 40, 40, 40, 13696, 152064),
-    "Qwen/Qwen-72B": _arch("qwen", 8192, 80, 64, 64, 24576, 152064),
-    "Qwen/Qwen1.5-7B": _arch("qwen2", 4096, 32, 32, 32, 11008, 151936),
-    "Qwen/Qwen2-0.5B": _arch("qwen2", 896, 24, 14, 2, 4864, 151936, tied=True),
-    "Qwen/Qwen2-1.5B": _arch("qwen2", 1536, 28, 12, 2, 8960, 151936, tied=True),
-    "Qwen/Qwen2-7B": _arch("qwen2", 3584, 28, 28, 4, 18944, 152064),
-    "Qwen/Qwen2-72B": _arch("qwen2", 8192, 80, 64, 8, 29568, 152064),
-    "Qwen/Qwen2.5-0.5B": _arch("qwen2", 896, 24, 14, 2, 4864, 151936, tied=True),
-    "Qwen/Qwen2.5-1.5B": _arch("qwen2", 1536, 28, 12, 2, 8960, 151936, tied=True),
-    "Qwen/Qwen2.5-3B": _arch("qwen2", 2048, 36, 16, 2, 11008, 151936, tied=True),
-    "Qwen/Qwen2.5-7B": _arch("qwen2", 3584, 28, 28, 4, 18944, 152064),
-    "Qwen/Qwen2.5-14B": _arch("qwen2", 5120, 48, 40, 8, 13824, 152064),
-    "Qwen/Qwen2.5-32B": _arch("qwen2", 5120, 64, 40, 8, 27648, 152064),
-    "Qwen/Qwen2.5-72B": _arch("qwen2", 8192, 80, 64, 8, 29568, 152064),
-    "google/gemma-2b": _arch("gemma", 2048, 18, 8, 1, 16384, 256000, tied=True, head_dim=256),
-    "google/gemma-7b": _arch("gemma", 3072, 28, 16, 16, 24576, 256000, tied=True, head_dim=256),
-    "google/gemma-2-2b": _arch("gemma2", 2304, 26, 8, 4, 9216, 256000, tied=True, head_dim=256),
-    "google/gemma-2-9b": _arch("gemma2", 3584, 42, 16, 8, 14336, 256000, tied=True, head_dim=256),
-    "google/gemma-2-27b": _arch("gemma2", 4608, 46, 32, 16, 36864, 256000, tied=True, head_dim=128),
-    "microsoft/phi-1_5": _arch("phi", 2048, 24, 32, 32, 8192, 51200),
-    "microsoft/phi-2": _arch("phi", 2560, 32, 32, 32, 10240, 51200),
-    "microsoft/Phi-3-mini-4k-instruct": _arch("phi3", 3072, 32, 32, 32, 8192, 32064),
-    "microsoft/Phi-3-medium-4k-instruct": _arch("phi3", 5120, 40, 40, 10, 17920, 32064),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": _arch("llama", 2048, 22, 32, 4, 5632, 32000),
-    "tiiuae/falcon-7b": _arch("falcon", 4544, 32, 71, 1, 18176, 65024, tied=True),
-}
-
-CATALOG: Mapping[str, Architecture] = {
-    name: replace(arch, source=f"built-in catalog ({name} config.json)") for name, arch in _CATALOG.items()
-}
 
 # Words that name a variant of the same weights' shape: chat/instruct tunes, the "-hf" conversions.
 _VARIANT_WORDS = re.compile(r"-(hf|chat|instruct|it|base|intermediate-step-[0-9a-z-]+)(?=-|$)")
@@ -146,19 +92,6 @@ def normalize(name: str) -> str:
     """A lookup key: the last path component, lower case, without chat/instruct/-hf variant words."""
     last = name.rstrip("/").rsplit("/", 1)[-1].lower()
     return _VARIANT_WORDS.sub("", last)
-
-
-_BY_KEY: dict[str, str] = {}
-for _name in CATALOG:
-    _BY_KEY.setdefault(normalize(_name), _name)
-# Published variants with other names but the same shapes.
-_BY_KEY.update({
-    "tinyllama-1.1b": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
-    "tinyllama-1.1b-v1.0": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
-    "mistral-7b-v0.2": "mistralai/Mistral-7B-v0.1",  # Mistral-7B-Instruct-v0.2: same shapes as v0.1
-    "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
-    "qwen-1.8b": "Qwen/Qwen-1_8B",
-})
 
 
 def catalog_lookup(name_or_path: str) -> Architecture | None:
@@ -223,6 +156,28 @@ def from_config(config: Mapping[str, Any], where: str) -> Architecture:
         model_type=model_type,
         source=f"{where} (model_type {model_type or 'unknown'}"
                + ("" if model_type in _FAMILY_OF_MODEL_TYPE else ", Llama-style block assumed") + ")")
+
+
+def _read_catalog() -> dict[str, Architecture]:
+    """The built-in catalog (catalog.json: the shape keys of each model's published config.json)."""
+    table = json.loads(resources.files("ftc.estimate").joinpath("catalog.json").read_text(encoding="utf-8"))
+    return {name: replace(from_config(config, name), source=f"built-in catalog ({name} config.json)")
+            for name, config in table["models"].items()}
+
+
+CATALOG: Mapping[str, Architecture] = _read_catalog()
+
+_BY_KEY: dict[str, str] = {}
+for _name in CATALOG:
+    _BY_KEY.setdefault(normalize(_name), _name)
+# Published variants with other names but the same shapes.
+_BY_KEY.update({
+    "tinyllama-1.1b": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "tinyllama-1.1b-v1.0": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "mistral-7b-v0.2": "mistralai/Mistral-7B-v0.1",  # Mistral-7B-Instruct-v0.2: same shapes as v0.1
+    "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
+    "qwen-1.8b": "Qwen/Qwen-1_8B",
+})
 
 
 def _local_config(name_or_path: str) -> Path | None:
