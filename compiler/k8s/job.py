@@ -22,8 +22,7 @@ Choices that are not obvious from the API reference:
      since a retry cannot help. Both launchers pass the workers' exit codes through (python is train.py
      itself; ftc_runtime/launch.py exits with the first failing worker's code), which torchrun would
      not: it reports any failed worker as 1.
-  Up to 1.28 every rule must carry `onPodConditions`, so exit-code rules get `onPodConditions: []`;
-  from 1.29 the field is optional and omitted there (the API server omits it when empty).
+  (`workload` writes the rules, with `onPodConditions: []` on exit-code rules up to 1.28.)
 - `podReplacementPolicy: Failed` (1.29+): a replacement pod starts only once the old one has fully
   terminated, so two pods never hold GPUs or write checkpoints at the same time. The field is alpha
   and off by default in 1.28, where the API server drops it (a permanent GitOps diff), so it is only
@@ -55,10 +54,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..plan import Plan
-from ..render.launch import Rendezvous, launch_argv
+from ..render.launch import Rendezvous
 from ..runtime import exitcodes
-from . import layout
-from .pod import pod_metadata, pod_spec, workload_labels
+from . import layout, workload
 from .targets import minor
 
 BACKOFF_LIMIT = 3
@@ -71,22 +69,10 @@ __all__ = ["BACKOFF_LIMIT", "FAIL_FAST_EXIT_CODES", "build_job", "build_service"
 def pod_failure_policy(version: str) -> dict[str, Any] | None:
     if minor(version) < (1, 26):
         return None
-    exit_codes_rule: dict[str, Any] = {
-        "action": "FailJob",
-        "onExitCodes": {"containerName": layout.CONTAINER, "operator": "In",
-                        "values": list(FAIL_FAST_EXIT_CODES)},
-    }
-    terminated_rule: dict[str, Any] = {
-        "action": "Ignore",
-        "onExitCodes": {"containerName": layout.CONTAINER, "operator": "In", "values": [exitcodes.TERMINATED]},
-    }
-    if minor(version) < (1, 29):
-        exit_codes_rule["onPodConditions"] = []
-        terminated_rule["onPodConditions"] = []
     return {"rules": [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        terminated_rule,
-        exit_codes_rule,
+        workload.disruption_rule("Ignore"),
+        workload.exit_codes_rule("Ignore", [exitcodes.TERMINATED], version),
+        workload.exit_codes_rule("FailJob", FAIL_FAST_EXIT_CODES, version),
     ]}
 
 
@@ -99,11 +85,10 @@ def indexed(plan: Plan) -> bool:
 
 def rendezvous(plan: Plan) -> Rendezvous | None:
     """Where the nodes of an indexed-job meet: pod 0 through the headless Service; None on one node."""
-    if not indexed(plan) or plan.spec.resources.nodes == 1:
+    if not indexed(plan):
         return None
     name = plan.derived.workload_name
-    return Rendezvous(master_addr=f"{name}-0.{name}", master_port=layout.RENDEZVOUS_PORT,
-                      node_rank=layout.NODE_RANK_REF)
+    return workload.static_rendezvous(plan, f"{name}-0.{name}")
 
 
 def build_job(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
@@ -113,11 +98,6 @@ def build_job(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
     assert k8s is not None
     nodes = plan.spec.resources.nodes
     meeting = rendezvous(plan)
-    argv = launch_argv(plan, layout.SCRIPT, meeting)
-    ports = [{"name": "rendezvous", "containerPort": layout.RENDEZVOUS_PORT, "protocol": "TCP"}] if meeting else []
-    pod = pod_spec(plan, configmap, items, argv, ports=ports,
-                   subdomain=plan.derived.workload_name if meeting else None)
-
     job_spec: dict[str, Any] = {}
     if indexed(plan):
         job_spec.update({"completionMode": "Indexed", "completions": nodes, "parallelism": nodes})
@@ -127,18 +107,9 @@ def build_job(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
         job_spec["podFailurePolicy"] = policy
     if minor(k8s.version) >= (1, 29):
         job_spec["podReplacementPolicy"] = "Failed"
-    job_spec["template"] = {"metadata": pod_metadata(plan, labels, annotations), "spec": pod}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": plan.derived.workload_name,
-            "namespace": k8s.namespace,
-            "labels": workload_labels(plan, labels),
-            "annotations": dict(annotations),
-        },
-        "spec": job_spec,
-    }
+    job_spec["template"] = workload.pod_template(plan, configmap, items, labels, annotations, meeting,
+                                                 subdomain=plan.derived.workload_name if meeting else None)
+    return workload.manifest(plan, labels, annotations, job_spec)
 
 
 def build_service(plan: Plan, labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any] | None:

@@ -24,68 +24,53 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..plan import Plan
-from ..render.launch import Rendezvous, launch_argv
+from ..render.launch import Rendezvous
 from ..runtime import exitcodes
-from . import layout
-from .pod import pod_metadata, pod_spec, workload_labels
-from .targets import JOBSET_REPLICATED_JOB, TARGETS
+from . import workload
+from .targets import JOBSET_REPLICATED_JOB
 
 MAX_RESTARTS = 3
 DISRUPTION_RULE = "RestartOnDisruption"
 
 
 def jobset_rendezvous(plan: Plan) -> Rendezvous | None:
-    if plan.spec.resources.nodes == 1:
-        return None
     name = plan.derived.workload_name
-    return Rendezvous(master_addr=f"{name}-{JOBSET_REPLICATED_JOB}-0-0.{name}", master_port=layout.RENDEZVOUS_PORT,
-                      node_rank=layout.NODE_RANK_REF)
+    return workload.static_rendezvous(plan, f"{name}-{JOBSET_REPLICATED_JOB}-0-0.{name}")
 
 
-def job_pod_failure_policy() -> dict[str, Any]:
+def job_pod_failure_policy(version: str) -> dict[str, Any]:
     """Fail the Job (reason PodFailurePolicy) on a disruption, so the JobSet restarts the group."""
     return {"rules": [
-        {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        {"action": "FailJob", "onExitCodes": {"containerName": layout.CONTAINER, "operator": "In",
-                                              "values": [exitcodes.TERMINATED]}},
+        workload.disruption_rule("FailJob"),
+        workload.exit_codes_rule("FailJob", [exitcodes.TERMINATED], version),
     ]}
 
 
 def build_jobset(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
                  labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The JobSet: one replicated Indexed Job of one pod per node, restarted as a group."""
     k8s = plan.spec.kubernetes
     assert k8s is not None
     nodes = plan.spec.resources.nodes
-    meeting = jobset_rendezvous(plan)
-    argv = launch_argv(plan, layout.SCRIPT, meeting)
-    ports = [{"name": "rendezvous", "containerPort": layout.RENDEZVOUS_PORT, "protocol": "TCP"}] if meeting else []
-    pod = pod_spec(plan, configmap, items, argv, ports=ports)
     job_spec = {
         "completionMode": "Indexed",
         "completions": nodes,
         "parallelism": nodes,
         "backoffLimit": 0,
-        "podFailurePolicy": job_pod_failure_policy(),
-        "template": {"metadata": pod_metadata(plan, labels, annotations), "spec": pod},
+        "podFailurePolicy": job_pod_failure_policy(k8s.version),
+        "template": workload.pod_template(plan, configmap, items, labels, annotations, jobset_rendezvous(plan)),
     }
-    target = TARGETS["jobset"]
-    return {
-        "apiVersion": target.api_version,
-        "kind": target.kind,
-        "metadata": {"name": plan.derived.workload_name, "namespace": k8s.namespace,
-                     "labels": workload_labels(plan, labels), "annotations": dict(annotations)},
-        "spec": {
-            "network": {"enableDNSHostnames": True},
-            "failurePolicy": {
-                "maxRestarts": MAX_RESTARTS,
-                "rules": [{"name": DISRUPTION_RULE, "action": "RestartJobSetAndIgnoreMaxRestarts",
-                           "onJobFailureReasons": ["PodFailurePolicy"]}],
-            },
-            "replicatedJobs": [{
-                "name": JOBSET_REPLICATED_JOB,
-                "replicas": 1,
-                "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)},
-                             "spec": job_spec},
-            }],
+    return workload.manifest(plan, labels, annotations, {
+        "network": {"enableDNSHostnames": True},
+        "failurePolicy": {
+            "maxRestarts": MAX_RESTARTS,
+            "rules": [{"name": DISRUPTION_RULE, "action": "RestartJobSetAndIgnoreMaxRestarts",
+                       "onJobFailureReasons": ["PodFailurePolicy"]}],
         },
-    }
+        "replicatedJobs": [{
+            "name": JOBSET_REPLICATED_JOB,
+            "replicas": 1,
+            "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+                         "spec": job_spec},
+        }],
+    })

@@ -45,11 +45,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..plan import Plan
-from ..render.launch import Rendezvous, launch_argv
-from . import layout
+from ..render.launch import Rendezvous
+from . import layout, workload
 from .identity import service_account_name
-from .pod import container, pod_metadata, pod_spec, workload_labels
-from .targets import JOBSET_REPLICATED_JOB, PYTORCHJOB_CONTAINER, TARGETS, TRAINJOB_CONTAINER
+from .targets import JOBSET_REPLICATED_JOB, PYTORCHJOB_CONTAINER, TRAINJOB_CONTAINER
 
 PYTORCHJOB_PORT = 23456  # the Training Operator's default master port
 PYTORCHJOB_PORT_NAME = "pytorchjob-port"
@@ -62,38 +61,25 @@ _CONTAINER_PATCH_FIELDS = ("name", "securityContext", "volumeMounts")
 
 
 def pytorchjob_rendezvous(plan: Plan) -> Rendezvous | None:
-    if plan.spec.resources.nodes == 1:
-        return None
-    return Rendezvous(master_addr=f"{plan.derived.workload_name}-master-0", master_port=PYTORCHJOB_PORT,
-                      node_rank=layout.PYTORCHJOB_RANK_REF)
+    return workload.static_rendezvous(plan, f"{plan.derived.workload_name}-master-0", port=PYTORCHJOB_PORT,
+                                      node_rank=layout.PYTORCHJOB_RANK_REF)
 
 
 def build_pytorchjob(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
                      labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any]:
-    k8s = plan.spec.kubernetes
-    assert k8s is not None
     nodes = plan.spec.resources.nodes
-    argv = launch_argv(plan, layout.SCRIPT, pytorchjob_rendezvous(plan))
     port = {"name": PYTORCHJOB_PORT_NAME, "containerPort": PYTORCHJOB_PORT, "protocol": "TCP"}
-    pod = pod_spec(plan, configmap, items, argv, container_name=PYTORCHJOB_CONTAINER, restart_policy=None,
-                   ports=[port])
-    template = {"metadata": pod_metadata(plan, labels, annotations), "spec": pod}
+    template = workload.pod_template(plan, configmap, items, labels, annotations, pytorchjob_rendezvous(plan),
+                                     container_name=PYTORCHJOB_CONTAINER, restart_policy=None, ports=[port])
     replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
     if nodes > 1:
         replicas["Worker"] = {"replicas": nodes - 1, "restartPolicy": "OnFailure",
                               "template": copy.deepcopy(template)}
-    target = TARGETS["pytorchjob"]
-    return {
-        "apiVersion": target.api_version,
-        "kind": target.kind,
-        "metadata": {"name": plan.derived.workload_name, "namespace": k8s.namespace,
-                     "labels": workload_labels(plan, labels), "annotations": dict(annotations)},
-        "spec": {
-            "nprocPerNode": str(plan.spec.resources.gpus_per_node),
-            "runPolicy": {"backoffLimit": BACKOFF_LIMIT * nodes, "cleanPodPolicy": "Running"},
-            "pytorchReplicaSpecs": replicas,
-        },
-    }
+    return workload.manifest(plan, labels, annotations, {
+        "nprocPerNode": str(plan.spec.resources.gpus_per_node),
+        "runPolicy": {"backoffLimit": BACKOFF_LIMIT * nodes, "cleanPodPolicy": "Running"},
+        "pytorchReplicaSpecs": replicas,
+    })
 
 
 def build_trainjob(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
@@ -101,14 +87,14 @@ def build_trainjob(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
     k8s = plan.spec.kubernetes
     assert k8s is not None
     res = plan.spec.resources
-    argv = launch_argv(plan, layout.SCRIPT)
-    full = pod_spec(plan, configmap, items, argv, container_name=TRAINJOB_CONTAINER, restart_policy=None)
-    trainer_container = container(plan, configmap, items, argv, name=TRAINJOB_CONTAINER)
+    template = workload.pod_template(plan, configmap, items, labels, annotations,
+                                     container_name=TRAINJOB_CONTAINER, restart_policy=None)
+    full = template["spec"]
+    trainer_container = full["containers"][0]
     patch_pod: dict[str, Any] = {key: full[key] for key in _POD_PATCH_FIELDS if key in full}
     if service_account_name(plan) is None:
         patch_pod.pop("serviceAccountName", None)
     patch_pod["containers"] = [{key: trainer_container[key] for key in _CONTAINER_PATCH_FIELDS}]
-    target = TARGETS["trainjob"]
     trainer = {
         "image": trainer_container["image"],
         "command": trainer_container["command"],
@@ -121,19 +107,12 @@ def build_trainjob(plan: Plan, configmap: str, items: Sequence[tuple[str, str]],
         "manager": RUNTIME_PATCH_MANAGER,
         "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
             "name": JOBSET_REPLICATED_JOB,
-            "template": {"spec": {"template": {"metadata": pod_metadata(plan, labels, annotations),
-                                               "spec": patch_pod}}},
+            "template": {"spec": {"template": {"metadata": template["metadata"], "spec": patch_pod}}},
         }]}}},
     }
-    return {
-        "apiVersion": target.api_version,
-        "kind": target.kind,
-        "metadata": {"name": plan.derived.workload_name, "namespace": k8s.namespace,
-                     "labels": workload_labels(plan, labels), "annotations": dict(annotations)},
-        "spec": {
-            "runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
-                           "name": k8s.training_runtime},
-            "trainer": trainer,
-            "runtimePatches": [patch],
-        },
-    }
+    return workload.manifest(plan, labels, annotations, {
+        "runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
+                       "name": k8s.training_runtime},
+        "trainer": trainer,
+        "runtimePatches": [patch],
+    })

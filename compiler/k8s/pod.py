@@ -249,12 +249,3 @@ def pod_metadata(plan: Plan, labels: Mapping[str, str], annotations: Mapping[str
     pod_annotations = {**annotations, **layout.spot_annotations(plan.spec.resources.spot, k8s.spot_provider)}
     return {"labels": dict(sorted(pod_labels.items())), "annotations": dict(sorted(pod_annotations.items()))}
 
-
-def workload_labels(plan: Plan, labels: Mapping[str, str]) -> dict[str, str]:
-    """Labels of the workload object: those of every object plus the Kueue queue (never on pods)."""
-    k8s = plan.spec.kubernetes
-    assert k8s is not None
-    out = dict(labels)
-    if k8s.queue is not None:
-        out[layout.QUEUE_LABEL] = k8s.queue
-    return dict(sorted(out.items()))
