@@ -29,10 +29,10 @@ from ftc.plan import Plan
 from ftc.render.launch import launch_argv
 from ftc.runtime import exitcodes, launch
 from ftc.runtime import exitcodes as runtime_exitcodes
+from golden import EXAMPLES
 from runtime_plans import ROOT, make_plan, render_train_script
 
 LAUNCHER = ROOT / "compiler" / "runtime" / "launch.py"
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 # Variables a launcher sets for its workers; stripped from the test's own environment.
 LAUNCH_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
                     "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS",
