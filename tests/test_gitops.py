@@ -362,6 +362,13 @@ def test_check_of_a_directory_ftc_did_not_write_names_the_forced_compile(tmp_pat
     assert _invoke("compile", str(spec), "-o", str(out), "--check")[0] == 0
 
 
+def test_check_of_a_file_names_no_command(tmp_path: Path) -> None:
+    spec, out = _spec_copy(tmp_path), tmp_path / "out"
+    out.write_text("not a directory\n", encoding="utf-8")
+    code, _, err = _invoke("compile", str(spec), "-o", str(out), "--check")
+    assert code == 2 and "is a file" in err and "run `" not in err  # a usage error: no command would work
+
+
 def test_the_estimate_a_memory_warning_points_to_runs(tmp_path: Path) -> None:
     spec = _spec_copy(tmp_path)
     lora = "  lora:\n    r: 8\n    alpha: 16\n    dropout: 0.05\n    target_modules: [q_proj, k_proj, v_proj, o_proj]\n"
