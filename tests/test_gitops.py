@@ -338,7 +338,7 @@ def test_check_after_a_hand_edit_names_the_forced_compile_and_says_it_overwrites
     job.write_text(job.read_text(encoding="utf-8") + "# tuned by hand\n", encoding="utf-8")
     code, _, err = _invoke("compile", str(spec), "-o", str(out), "--check")
     assert code == 1
-    assert f"{job} was edited after ftc wrote it" in err and "discards those edits" in err
+    assert f"{job} was edited after ftc wrote it" in err and "overwrites any hand edit" in err
     command = _suggested(err)
     assert command[-1] == "--force"
     refused, _, refusal = _invoke(*command[:-1])  # without --force the write stage refuses

@@ -35,9 +35,9 @@ def _stale_hint(spec: str, out: str, strict: bool, blockers: list[str]) -> None:
         return
     for blocker in blockers:
         click.echo(f"error: {blocker}", err=True)
-    click.echo(f"{out} is out of date with {spec}; `ftc compile` will not overwrite the files above without "
-               f"--force: run `{text}` to regenerate it, which discards those edits (make lasting changes in "
-               "the spec, or in a kustomize overlay of k8s/)", err=True)
+    click.echo(f"{out} is out of date with {spec}, and `ftc compile` refuses to write there without --force "
+               f"because of the above: run `{text}` to regenerate it, which overwrites any hand edit of a "
+               "generated file (make lasting changes in the spec, or in a kustomize overlay of k8s/)", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog="""\b
