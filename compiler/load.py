@@ -20,7 +20,6 @@ keys win, earlier sources win over later ones; a merge value that is not a mappi
 from __future__ import annotations
 
 import codecs
-import hashlib
 import math
 import os
 import re
@@ -99,7 +98,6 @@ class LoadedSpec:
     positions: Mapping[str, Position]
     key_positions: Mapping[str, Position]
     diagnostics: list[Diagnostic]
-    source_sha256: str
 
 
 class _Fail(Exception):
@@ -116,8 +114,8 @@ def _fail(code: str, pointer: str, message: str, node: Any = None, hint: str | N
     raise _Fail(error(code, pointer, message, None if node is None else _pos(node), hint))
 
 
-def _failed(diagnostics: list[Diagnostic], sha: str = "") -> LoadedSpec:
-    return LoadedSpec(None, MappingProxyType({}), MappingProxyType({}), diagnostics, sha)
+def _failed(diagnostics: list[Diagnostic]) -> LoadedSpec:
+    return LoadedSpec(None, MappingProxyType({}), MappingProxyType({}), diagnostics)
 
 
 def _too_large(size: int, unit: str = "bytes") -> LoadedSpec:
@@ -153,7 +151,7 @@ def load_spec_text(text: str | bytes) -> LoadedSpec:
 def _load_bytes(raw: bytes) -> LoadedSpec:
     if len(raw) > MAX_BYTES:
         return _too_large(len(raw))
-    sha, text, builder = hashlib.sha256(raw).hexdigest(), "", _Builder()
+    text, builder = "", _Builder()
     try:
         text = _decode(raw)
         root: Node = SpecComposer(_scan(text)).get_single_node()
@@ -162,23 +160,23 @@ def _load_bytes(raw: bytes) -> LoadedSpec:
         _measure(root, "", 0, {}, set())
         data = builder.build_root(root)
     except _Fail as fail:
-        return _failed([fail.args[0]], sha)
+        return _failed([fail.args[0]])
     except yaml.reader.ReaderError as exc:  # a control character YAML forbids; position indexes text
         line = text.count("\n", 0, exc.position) + 1
         where = Position(line, exc.position - text.rfind("\n", 0, exc.position))
         return _failed([error("E103", "", f"not a text file: control character U+{exc.character:04X} "
-                              f"on line {line}", where, hint="remove the character")], sha)
+                              f"on line {line}", where, hint="remove the character")])
     except yaml.MarkedYAMLError as exc:  # scanner, parser and composer errors
         context = f"{exc.context} (line {exc.context_mark.line + 1}): " if exc.context_mark else ""
         mark = exc.problem_mark or exc.context_mark
         return _failed([error("E105", "", f"YAML syntax error: {context}{exc.problem}",
-                              _pos(mark) if mark else None)], sha)
+                              _pos(mark) if mark else None)])
     except RecursionError:  # defensive only: both depth checks run before anything recurses
-        return _failed([error("E109", "", f"nesting deeper than {MAX_DEPTH} levels")], sha)
+        return _failed([error("E109", "", f"nesting deeper than {MAX_DEPTH} levels")])
     if builder.diagnostics:
-        return _failed(builder.diagnostics, sha)
+        return _failed(builder.diagnostics)
     return LoadedSpec(data, MappingProxyType(builder.positions), MappingProxyType(builder.key_positions),
-                      [], sha)
+                      [])
 
 
 def _decode(raw: bytes) -> str:

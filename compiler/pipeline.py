@@ -38,7 +38,7 @@ def plan_spec(loaded: LoadedSpec, strict: bool = False) -> Compiled:
     problems = validate(loaded.data, loaded.positions, loaded.key_positions)
     if has_errors(problems):
         return Compiled(problems)
-    plan = make_plan(resolve(loaded.data), loaded.source_sha256)
+    plan = make_plan(resolve(loaded.data))
     rows = count_rows(plan.spec.data.train.path)
     if rows is None:
         rows = plan.spec.data.num_examples

@@ -83,10 +83,11 @@ class Derived:
 
     workload_name: str
     """Name of the Kubernetes workload: `metadata.name` and the first 10 hex digits of `content_hash`, so any
-    change to what the job would do makes a new object."""
+    change to what the job would do makes a new object, and an unchanged plan keeps its name."""
 
     content_hash: str
-    """sha256 of the canonical JSON of the resolved spec and the ftc version (see `content_hash`)."""
+    """sha256 of the canonical JSON of the resolved spec and the ftc version (see `content_hash`); it is the
+    provenance of every generated file (the `ftc.dev/content-hash` annotation, plan.json)."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,6 @@ class Plan:
 
     ftc_version: str
     """Version of ftc that compiled the spec."""
-
-    spec_sha256: str
-    """sha256 of the spec file's bytes as read."""
 
     spec: Spec
     """The resolved spec."""
@@ -170,14 +168,19 @@ def content_hash(spec: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of the resolved spec and the ftc version.
 
     It names the Kubernetes workload: a Job's pod template is immutable, so any change to what the
-    job would do must produce a new object.
+    job would do must produce a new object, and a spec that resolves to the same plan must keep its
+    name (re-applying it is then a no-op). Everything ftc writes is a function of the resolved spec and
+    ftc's version (which fixes the templates and the runtime package), never of the spec file's bytes:
+    comments, whitespace, key order, quoting and YAML anchors change nothing. Every resolved value also
+    reaches plan.json, which is in the ConfigMap the pods mount, so a changed hash always comes with a
+    changed object.
     """
     canonical = json.dumps({"ftc_version": __version__, "spec": spec}, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def make_plan(spec: dict[str, Any], spec_sha256: str) -> Plan:
+def make_plan(spec: dict[str, Any]) -> Plan:
     """The frozen plan of a resolved spec (the check stage reads it next)."""
     digest = content_hash(spec)
     derived = Derived(
@@ -189,4 +192,4 @@ def make_plan(spec: dict[str, Any], spec_sha256: str) -> Plan:
         workload_name=f"{spec['metadata']['name']}-{digest[:10]}",
         content_hash=digest,
     )
-    return Plan(ftc_version=__version__, spec_sha256=spec_sha256, spec=_build(Spec, spec), derived=derived)
+    return Plan(ftc_version=__version__, spec=_build(Spec, spec), derived=derived)

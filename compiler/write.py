@@ -67,24 +67,39 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def needs_force(out_dir: str | os.PathLike[str], files: dict[str, str]) -> list[str]:
+    """Why writing `files` into `out_dir` would be refused without `force` ([] when it would not).
+
+    The directory is not ftc's (no manifest, not empty), or it holds files the user edited after ftc
+    wrote them or wrote themselves where ftc would write; `force` overwrites them.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    previous = _previous_manifest(out)
+    if previous is None:
+        if any(out.iterdir()):
+            return [f"{out} is not empty and holds no {MANIFEST}: it was not written by ftc"]
+        return []
+    edited = [p for p, digest in sorted(previous.items())
+              if (out / p).is_file() and _sha((out / p).read_bytes()) != digest]
+    foreign = [p for p in sorted(files) if p not in previous and p != MANIFEST and (out / p).exists()]
+    return ([f"{out / p} was edited after ftc wrote it" for p in edited]
+            + [f"{out / p} exists but was not written by ftc" for p in foreign])
+
+
 def write_output(out_dir: str | os.PathLike[str], files: dict[str, str], force: bool = False) -> WriteOutcome:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         return WriteOutcome(problems=[f"{out} exists and is not a directory"])
-    previous = _previous_manifest(out) if out.is_dir() else None
-    if out.is_dir() and previous is None and any(out.iterdir()) and not force:
-        return WriteOutcome(problems=[
-            f"{out} is not empty and holds no {MANIFEST}: it was not written by ftc; "
-            "choose an empty or new directory (or pass --force to write into it anyway)"])
-    previous = previous or {}
     if not force:
-        edited = [p for p, digest in sorted(previous.items())
-                  if (out / p).is_file() and _sha((out / p).read_bytes()) != digest]
-        foreign = [p for p in sorted(files) if p not in previous and p != MANIFEST and (out / p).exists()]
-        problems = [f"{out / p} was edited after ftc wrote it" for p in edited]
-        problems += [f"{out / p} exists but was not written by ftc" for p in foreign]
+        problems = needs_force(out, files)
+        if problems and _previous_manifest(out) is None:
+            return WriteOutcome(problems=[
+                f"{problems[0]}; choose an empty or new directory (or pass --force to write into it anyway)"])
         if problems:
             return WriteOutcome(problems=problems + ["nothing was written; pass --force to overwrite"])
+    previous = (_previous_manifest(out) if out.is_dir() else None) or {}
     written: list[str] = []
     for rel, text in files.items():
         if rel == MANIFEST:

@@ -179,9 +179,10 @@ def run_case(case: str, work: Path, model_dir: Path, shape: dict[str, int], seq:
         torch.cuda.reset_peak_memory_stats()
     try:
         spec = plan["spec"]
-        runtime.setup(ftc_version=plan["ftc_version"], spec_sha256=plan["spec_sha256"], name=spec["metadata"]["name"],
-                      method=spec["method"], training=spec["training"], output=spec["output"],
-                      monitoring=spec["monitoring"], checkpointing=spec["checkpointing"], derived=plan["derived"])
+        runtime.setup(ftc_version=plan["ftc_version"], content_hash=plan["derived"]["content_hash"],
+                      name=spec["metadata"]["name"], method=spec["method"], training=spec["training"],
+                      output=spec["output"], monitoring=spec["monitoring"], checkpointing=spec["checkpointing"],
+                      derived=plan["derived"])
         args = runtime.make_training_arguments(training_arguments(Plan.from_dict(plan)), work)
         started = time.perf_counter()
         model = runtime.load_model(model=spec["model"], method=spec["method"],

@@ -5,7 +5,6 @@ validation, Kubernetes)."""
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,10 +91,6 @@ class Built:
     spec_file: Path
     compiled: Compiled
     out: Path
-
-    @property
-    def spec_sha256(self) -> str:
-        return hashlib.sha256(self.spec_file.read_bytes()).hexdigest()
 
     def text(self, rel: str) -> str:
         return (self.out / rel).read_text(encoding="utf-8")

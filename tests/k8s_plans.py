@@ -7,7 +7,6 @@ Plans are made by the real planner from complete resolved specs (every field of 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from typing import Any
 
@@ -110,7 +109,7 @@ def base_spec() -> dict[str, Any]:
 def make_plan(overrides: dict[str, Any] | None = None, *, content_hash: str | None = None) -> Plan:
     """The real planner's plan of `base_spec()` with `overrides` merged in."""
     spec = deep_merge(base_spec(), overrides or {})
-    plan = plan_stage.make_plan(spec, hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest())
+    plan = plan_stage.make_plan(spec)
     if content_hash is None:
         return plan
     derived = dataclasses.replace(plan.derived, content_hash=content_hash,

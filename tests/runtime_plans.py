@@ -8,9 +8,7 @@ plan's sections to those runtime steps as train.py does.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,8 +45,7 @@ def make_plan(model_dir: str | Path, data_path: str | Path, output_dir: str | Pa
         "output": {"dir": str(output_dir)},
     }
     raw = deep_merge(raw, sections)
-    sha = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
-    return plan_stage.make_plan(resolve(raw), sha).to_dict()
+    return plan_stage.make_plan(resolve(raw)).to_dict()
 
 
 def compiled_training_arguments(plan: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,8 @@ def test_tiny_cpu_example_trains_saves_and_reloads(tiny: Tiny, tmp_path: Path) -
     assert len(history) >= 3
     assert history[-1] < history[0] - 0.3, f"eval loss did not fall: {history}"
     assert metrics["global_step"] > 0 and metrics["attention_implementation"] == "sdpa"
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert metrics["content_hash"] == plan["derived"]["content_hash"]
     assert (output / "final" / "adapter_config.json").is_file()
     assert (output / "merged" / "config.json").is_file()
 

@@ -48,7 +48,7 @@ def _write(tmp_path: Path, data: dict[str, Any], name: str = "spec.yaml") -> Pat
 
 def planned(**changes: Any) -> Plan:
     """The plan of the test spec with `changes` (dotted paths), through the real resolve and plan stages."""
-    return make_plan(resolve(make_spec(**changes)), "")
+    return make_plan(resolve(make_spec(**changes)))
 
 
 def test_json_has_the_documented_keys(cli: click.Group) -> None:
@@ -256,6 +256,6 @@ def test_world_size_and_global_batch_come_from_the_plan() -> None:
 def test_check_and_compile_share_one_estimate() -> None:
     """The check stage and the renderer estimate the same plan: one computation."""
     spec = resolve(make_spec(**{"model.name_or_path": "meta-llama/Llama-2-13b-hf"}))
-    from_check = spec_only_estimate(make_plan(spec, "sha"))
-    assert from_check is spec_only_estimate(make_plan(spec, "sha"))
+    from_check = spec_only_estimate(make_plan(spec))
+    assert from_check is spec_only_estimate(make_plan(spec))
     assert not isinstance(from_check, str) and from_check.plan.spec.model.name_or_path.endswith("13b-hf")

@@ -302,8 +302,7 @@ class Outputs:
     @property
     def hashes(self) -> list[tuple[str, str]]:
         derived = self.plan["derived"]
-        return [(derived["content_hash"], "content"), (derived["content_hash"][:10], "content10"),
-                (self.plan["spec_sha256"], "spec")]
+        return [(derived["content_hash"], "content"), (derived["content_hash"][:10], "content10")]
 
 
 def outputs(compiled: Compiled) -> Outputs:

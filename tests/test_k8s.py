@@ -174,7 +174,7 @@ def assert_job_matches_plan(plan: Plan, bundle: Mapping[str, str], docs: list[di
     assert job["metadata"]["labels"] == job_labels
     assert job["spec"]["template"]["metadata"]["labels"] == expected_labels
     assert configmap["metadata"]["labels"] == expected_labels
-    expected_annotations = {**plan.spec.metadata.annotations, "ftc.dev/spec-sha256": plan.spec_sha256,
+    expected_annotations = {**plan.spec.metadata.annotations, "ftc.dev/content-hash": plan.derived.content_hash,
                             "ftc.dev/version": plan.ftc_version}
     for obj in (job["metadata"], configmap["metadata"]):
         assert obj["annotations"] == expected_annotations

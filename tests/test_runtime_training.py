@@ -28,9 +28,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 pytestmark = pytest.mark.slow
 
 METRIC_KEYS = {
-    "attention_implementation", "early_stopped", "eval_loss", "eval_loss_history", "ftc_version",
+    "attention_implementation", "content_hash", "early_stopped", "eval_loss", "eval_loss_history", "ftc_version",
     "global_step", "loss_curve", "method", "packing", "peak_memory_bytes", "peak_memory_source", "resumed_from", "rows",
-    "skipped_rows", "spec_sha256", "train_loss", "train_loss_history", "train_runtime_seconds", "train_tokens",
+    "skipped_rows", "train_loss", "train_loss_history", "train_runtime_seconds", "train_tokens",
     "train_tokens_per_second", "world_size",
 }
 
@@ -175,9 +175,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tiny: Tiny, tmp_path: Path) ->
                      training={"max_steps": 100_000, "micro_batch_size": 2, "gradient_checkpointing": False},
                      checkpointing={"every_steps": 100_000})
     spec = plan["spec"]
-    runtime.setup(ftc_version=plan["ftc_version"], spec_sha256=plan["spec_sha256"], name=spec["metadata"]["name"],
-                  method=spec["method"], training=spec["training"], output=spec["output"],
-                  monitoring=spec["monitoring"], checkpointing=spec["checkpointing"], derived=plan["derived"])
+    runtime.setup(ftc_version=plan["ftc_version"], content_hash=plan["derived"]["content_hash"],
+                  name=spec["metadata"]["name"], method=spec["method"], training=spec["training"],
+                  output=spec["output"], monitoring=spec["monitoring"], checkpointing=spec["checkpointing"],
+                  derived=plan["derived"])
     args = runtime.make_training_arguments(compiled_training_arguments(plan), tmp_path)
     tokenizer = runtime.load_tokenizer(model=spec["model"])
     data = prepare_planned_data(plan, tokenizer)

@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 problems in the spec (or drift under --check), 2 usage 
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def _report(diagnostics: list[Diagnostic], filename: str) -> None:
     warnings = len(diagnostics) - errors
     if diagnostics:
         click.echo(f"{filename}: {errors} error(s), {warnings} warning(s)", err=True)
+
+
+def _stale_hint(spec: str, out: str, strict: bool, blockers: list[str]) -> None:
+    """Tell how to bring `out` up to date, with the command that will do it (--force only when needed)."""
+    command = ["ftc", "compile", spec, "-o", out] + (["--strict"] if strict else []) + (["--force"] if blockers else [])
+    text = shlex.join(command)
+    if not blockers:
+        click.echo(f"{out} is out of date with {spec}: run `{text}`", err=True)
+        return
+    for blocker in blockers:
+        click.echo(f"error: {blocker}", err=True)
+    click.echo(f"{out} is out of date with {spec}, and `ftc compile` refuses to write there without --force "
+               f"because of the above: run `{text}` to regenerate it, which overwrites any hand edit of a "
+               "generated file (make lasting changes in the spec, or in a kustomize overlay of k8s/)", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog="""\b
@@ -53,7 +68,7 @@ Examples:
 def compile_cmd(spec: str, out: str, check: bool, strict: bool, force: bool) -> None:
     """Compile SPEC into the output directory."""
     from ..pipeline import compile_spec
-    from ..write import drift, write_output
+    from ..write import drift, needs_force, write_output
 
     result = compile_spec(spec, strict=strict)
     _report(result.diagnostics, spec)
@@ -65,7 +80,7 @@ def compile_cmd(spec: str, out: str, check: bool, strict: bool, force: bool) -> 
             for path in paths:
                 click.echo(f"{label}: {Path(out) / path}")
         if not found.clean:
-            click.echo(f"{out} is out of date with {spec}: run `ftc compile {spec} -o {out}`", err=True)
+            _stale_hint(spec, out, strict, needs_force(out, result.files))
             sys.exit(EXIT_SPEC)
         click.echo(f"{out} is up to date")
         return

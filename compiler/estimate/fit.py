@@ -58,7 +58,7 @@ def variant(plan: Plan, changes: Mapping[str, Any]) -> Plan:
         for name in parents:
             node = node[name]
         node[key] = value
-    return make_plan(resolve(raw), plan.spec_sha256)
+    return make_plan(resolve(raw))
 
 
 def on_gpu(plan: Plan, gpu: str, gpus: int | None = None) -> tuple[Plan, str]:

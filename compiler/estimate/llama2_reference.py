@@ -87,7 +87,7 @@ def plan_for(row: ReferenceRow, micro_batch: int, seq_len: int, grad_ckpt: bool)
                                  "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     else:
         raw["performance"] = {"deepspeed": {"stage": 3}}
-    return make_plan(resolve(raw), "")
+    return make_plan(resolve(raw))
 
 
 def _assumptions(row: ReferenceRow) -> Iterator[Assumption]:

@@ -189,7 +189,7 @@ def artifact(plan: Plan) -> dict[str, Any]:
     """What `ftc compile` writes to estimate.json: the spec-only estimate, or why there is none."""
     from . import spec_only_estimate
 
-    provenance = {"generated_by": f"ftc {plan.ftc_version}", "spec_sha256": plan.spec_sha256, "inputs": SPEC_ONLY}
+    provenance = {"generated_by": f"ftc {plan.ftc_version}", "inputs": SPEC_ONLY}
     result = spec_only_estimate(plan)
     if isinstance(result, str):
         return {"estimate": None, "reason": result, **provenance,

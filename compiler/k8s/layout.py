@@ -87,7 +87,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RESERVED_LABELS = (NAME_LABEL, INSTANCE_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, QUEUE_LABEL)
 ANNOTATION_PREFIX = "ftc.dev/"
-SPEC_SHA_ANNOTATION = "ftc.dev/spec-sha256"
+# sha256 of the resolved plan and ftc's version (`Derived.content_hash`); its first 10 hex digits end the
+# workload's name.
+CONTENT_HASH_ANNOTATION = "ftc.dev/content-hash"
 VERSION_ANNOTATION = "ftc.dev/version"
 
 

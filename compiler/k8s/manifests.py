@@ -107,8 +107,9 @@ def labels(plan: Plan) -> dict[str, str]:
 
 
 def annotations(plan: Plan) -> dict[str, str]:
-    """Annotations of every object and pod: the spec's annotations and the provenance of the run."""
-    own = {layout.SPEC_SHA_ANNOTATION: plan.spec_sha256, layout.VERSION_ANNOTATION: plan.ftc_version}
+    """Annotations of every object and pod: the spec's annotations and the provenance of the run (the
+    plan's content hash and ftc's version, both already part of the workload's name)."""
+    own = {layout.CONTENT_HASH_ANNOTATION: plan.derived.content_hash, layout.VERSION_ANNOTATION: plan.ftc_version}
     return dict(sorted({**plan.spec.metadata.annotations, **own}.items()))
 
 

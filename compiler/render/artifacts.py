@@ -45,7 +45,6 @@ def manifest(plan: Plan, files: dict[str, str]) -> str:
     """Index of the generated files and their sha256, so `ftc compile` can tell its files from the user's."""
     return json_text({
         "generated_by": f"ftc {plan.ftc_version}",
-        "spec_sha256": plan.spec_sha256,
         "files": {path: hashlib.sha256(text.encode("utf-8")).hexdigest()
                   for path, text in sorted(files.items())},
     })
