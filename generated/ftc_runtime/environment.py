@@ -62,7 +62,7 @@ def _configure_trackers(monitoring: Mapping[str, Any], run_name: str) -> None:
         _allow_local_mlflow_store()
 
 
-def setup(*, ftc_version: str, spec_sha256: str, name: str, method: Mapping[str, Any],
+def setup(*, ftc_version: str, content_hash: str, name: str, method: Mapping[str, Any],
           training: Mapping[str, Any], output: Mapping[str, Any], monitoring: Mapping[str, Any],
           checkpointing: Mapping[str, Any], derived: Mapping[str, Any]) -> None:
     """Log to stderr, reject impossible settings, seed every generator, configure the trackers.
@@ -88,4 +88,4 @@ def setup(*, ftc_version: str, spec_sha256: str, name: str, method: Mapping[str,
     if derived["deepspeed_config"] is not None and derived["world_size"] == 1:
         _single_process_rendezvous()
     check_storage_backend(checkpointing["storage"])
-    LOG.info("ftc %s: %s (%s), spec sha256 %s", ftc_version, name, method["type"], spec_sha256)
+    LOG.info("ftc %s: %s (%s), plan %s", ftc_version, name, method["type"], content_hash)

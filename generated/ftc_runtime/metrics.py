@@ -10,7 +10,7 @@ Keys:
 - peak_memory_bytes with peak_memory_source (cuda_max_allocated, else process_max_rss);
 - attention_implementation, packing (whether examples were actually packed), method, world_size;
 - rows (examples used per split) and skipped_rows ({split: {empty, malformed, too_long}});
-- early_stopped, resumed_from (checkpoint path or null), ftc_version, spec_sha256;
+- early_stopped, resumed_from (checkpoint path or null), ftc_version, content_hash (the plan's);
 - loss_curve: "loss_curve.png" (train and eval loss against the step, next to metrics.json), or null
   when matplotlib is not installed.
 """
@@ -42,7 +42,7 @@ def peak_memory() -> tuple[int, str]:
 
 
 def collect_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData, *, attention: str,
-                    method_type: str, ftc_version: str, spec_sha256: str) -> dict[str, Any]:
+                    method_type: str, ftc_version: str, content_hash: str) -> dict[str, Any]:
     """The metrics of a finished run (every process must call this: token counts are summed across them)."""
     tokens = trainer.real_tokens()
     runtime = float(result.output.metrics.get("train_runtime", 0.0))
@@ -51,6 +51,7 @@ def collect_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData
     train_history, _ = loss_history(trainer.state.log_history)
     return {
         "attention_implementation": attention,
+        "content_hash": content_hash,
         "early_stopped": result.early_stopped,
         "eval_loss": final_eval,
         "eval_loss_history": result.eval_history,
@@ -64,7 +65,6 @@ def collect_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData
         "resumed_from": result.resumed_from,
         "rows": data.rows,
         "skipped_rows": data.skipped,
-        "spec_sha256": spec_sha256,
         "train_loss": result.output.training_loss,
         "train_loss_history": train_history,
         "train_runtime_seconds": runtime,
@@ -75,14 +75,14 @@ def collect_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData
 
 
 def write_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData, *, attention: str, name: str,
-                  method_type: str, ftc_version: str, spec_sha256: str) -> dict[str, Any]:
+                  method_type: str, ftc_version: str, content_hash: str) -> dict[str, Any]:
     """Write loss_curve.png and metrics.json into output.dir (main process) and return the metrics.
 
     `name` (`metadata.name`) and `method_type` title the loss curve; the method, the ftc version and
-    the spec's sha256 are recorded in metrics.json.
+    the plan's content hash are recorded in metrics.json.
     """
     metrics = collect_metrics(trainer, result, data, attention=attention, method_type=method_type,
-                              ftc_version=ftc_version, spec_sha256=spec_sha256)
+                              ftc_version=ftc_version, content_hash=content_hash)
     if trainer.is_world_process_zero():
         output = Path(trainer.args.output_dir)
         train_history, _ = loss_history(trainer.state.log_history)
