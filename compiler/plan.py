@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Literal, Union
 
 from . import __version__, resolve
@@ -164,18 +165,33 @@ def _build(tp: Any, value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 over the files every output is rendered with: the runtime package and the templates.
+
+    ftc's version fixes them in a release; hashing their bytes also keeps the workload name honest in a
+    checkout whose runtime or templates changed without a new version number.
+    """
+    digest = hashlib.sha256()
+    for package, suffix in (("ftc.runtime", ".py"), ("ftc.templates", ".j2")):
+        for entry in sorted(resources.files(package).iterdir(), key=lambda e: e.name):
+            if entry.is_file() and entry.name.endswith(suffix):
+                digest.update(f"{package}/{entry.name}\0".encode())
+                digest.update(entry.read_bytes())
+    return digest.hexdigest()
+
+
 def content_hash(spec: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of the resolved spec and the ftc version.
+    """sha256 of the canonical JSON of the resolved spec, the ftc version and the code fingerprint.
 
     It names the Kubernetes workload: a Job's pod template is immutable, so any change to what the
     job would do must produce a new object, and a spec that resolves to the same plan must keep its
-    name (re-applying it is then a no-op). Everything ftc writes is a function of the resolved spec and
-    ftc's version (which fixes the templates and the runtime package), never of the spec file's bytes:
-    comments, whitespace, key order, quoting and YAML anchors change nothing. Every resolved value also
-    reaches plan.json, which is in the ConfigMap the pods mount, so a changed hash always comes with a
-    changed object.
+    name (re-applying it is then a no-op). Everything ftc writes is a function of the resolved spec, ftc's
+    version and the files of `code_fingerprint`, never of the spec file's bytes: comments, whitespace, key
+    order, quoting and YAML anchors change nothing. Every resolved value also reaches plan.json, which is
+    in the ConfigMap the pods mount, so a changed hash always comes with a changed object.
     """
-    canonical = json.dumps({"ftc_version": __version__, "spec": spec}, sort_keys=True,
+    canonical = json.dumps({"code": code_fingerprint(), "ftc_version": __version__, "spec": spec}, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 

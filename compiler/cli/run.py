@@ -58,7 +58,9 @@ def _from_out_dir(directory: Path) -> Prepared:
     try:
         plan = Plan.from_dict(json.loads(plan_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, KeyError) as error:
-        return Prepared(directory, None, problems=[f"{plan_path} is not a plan ftc can read: {error}"])
+        return Prepared(directory, None, problems=[
+            f"{plan_path} is not a plan ftc can read: {error} (written by another ftc version? compile the spec "
+            "again: `ftc compile SPEC -o DIR`, or `ftc run SPEC`)"])
     if plan.derived.launcher not in LAUNCHERS:
         return Prepared(directory, None, problems=[
             f"{plan_path} names the launcher {plan.derived.launcher!r}, which this ftc does not use: "

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '58efcd354cfcd1a916184424428a06d287a6148c9d3e07714f62c21b8d4eb5df',
+PLAN = {'derived': {'content_hash': '6347399bf47062a1f5975df824c33db13e5b78336ce8be16c50fcbda652b9ffb',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-58efcd354c',
+             'workload_name': 'llama2-7b-lora-6347399bf4',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

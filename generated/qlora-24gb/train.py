@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'd83fbc4be611798a1ca12102392cec55f425b1b57dc27dbdaad325527ea94724',
+PLAN = {'derived': {'content_hash': 'e3c69275f3c17478f3eeac73603a732de0ade707c975a96bd2846087919320d4',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-qlora-d83fbc4be6',
+             'workload_name': 'llama2-7b-qlora-e3c69275f3',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'ebb9ed5929e3a6eaf746f9c169f3547d74583fd9d96d9576331d74a5bf00fb1c',
+PLAN = {'derived': {'content_hash': '6a75e15c2613b9be6d5de3acd4e3df4a4dbd5ae9b0dc1f7c2370b9b8115c313c',
              'deepspeed_config': None,
              'global_batch_size': 8,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'tiny-cpu-ebb9ed5929',
+             'workload_name': 'tiny-cpu-6a75e15c26',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'f76ddf11de0e6616a19016010ec89fdffeb428e479ea9c3a673f27ceeaafb374',
+PLAN = {'derived': {'content_hash': '1f7e728a7cab034917ab2933e413ede6d21589a395d27992009bb122c0251c43',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 128,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2node-f76ddf11de',
+             'workload_name': 'llama2-7b-full-2node-1f7e728a7c',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

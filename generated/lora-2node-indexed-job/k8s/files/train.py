@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '74df426bcb563b506cc959a6b40defb3a929eabf228625001858a21b085780a3',
+PLAN = {'derived': {'content_hash': '43c01797b5267d9fadae2c6b0471dfa0fac536081e277214bd52f6e14e82903b',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-2node-74df426bcb',
+             'workload_name': 'llama2-7b-lora-2node-43c01797b5',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

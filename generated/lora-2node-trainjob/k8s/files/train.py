@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '67168f78b9d6a15757573a6615477c6e68ed6d54d9ae397252cf4aef9af9aded',
+PLAN = {'derived': {'content_hash': 'dbf858be233cf1a60f9ba3a5b766a324119e9c78ee8f41e196731e04d933b078',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-lora-trainjob-67168f78b9',
+             'workload_name': 'llama2-13b-lora-trainjob-dbf858be23',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
