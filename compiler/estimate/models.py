@@ -77,6 +77,15 @@ class Architecture:
         return self.family not in ("phi", "falcon")
 
 
+def known_layout(arch: Architecture) -> bool:
+    """Whether the module names of `arch` are known rather than assumed.
+
+    True for a model type of one of FAMILIES (the catalog, `model.architecture`, a config.json of such a
+    model type); a config.json of another model type is read as a Llama-style block, which is a guess.
+    """
+    return arch.model_type in _FAMILY_OF_MODEL_TYPE
+
+
 def _arch(model_type: str, h: int, layers: int, heads: int, kv: int, inter: int, vocab: int, tied: bool = False,
           head_dim: int | None = None, experts: int = 1, top_k: int = 1) -> Architecture:
     family = _FAMILY_OF_MODEL_TYPE[model_type]
