@@ -189,3 +189,44 @@ def test_missing_tracker_or_kernel_packages_fail_before_loading(tiny: Tiny, tmp_
     plan = _plan(tiny, tmp_path, performance={"liger_kernel": True})
     with pytest.raises(EnvironmentProblem, match=r"liger_kernel needs the liger-kernel package"):
         trainer.make_training_arguments(compiled_training_arguments(plan), tmp_path)
+
+
+@pytest.mark.parametrize(("method", "message"), [
+    ({"type": "lora", "lora": {"target_modules": ["query", "value"]}},
+     r"^method\.lora\.target_modules: query, value match no module of the model; its linear layers are "
+     r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head$"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "loha", "target_modules": ["dense"]}},
+     r"^method\.adapter\.target_modules: dense match no module of the model"),
+])
+def test_target_modules_that_match_nothing_are_a_config_error(tiny: Tiny, tmp_path: Path, method: dict[str, Any],
+                                                              message: str) -> None:
+    plan = _plan(tiny, tmp_path, method=method)
+    with pytest.raises(ConfigError, match=message):
+        apply_planned_method(plan, load_base(plan))
+
+
+def test_target_modules_that_partly_match_are_logged(tiny: Tiny, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    plan = _plan(tiny, tmp_path, method={"type": "lora", "lora": {"target_modules": ["q_proj", "query"]}})
+    with caplog.at_level(logging.WARNING, logger="ftc"):
+        wrapped = apply_planned_method(plan, load_base(plan))
+    assert any("q_proj.lora_A" in name for name, _ in wrapped.named_parameters())
+    assert "method.lora.target_modules: query match no module of the model and are left out" in caplog.text
+
+
+def test_peft_failing_to_match_is_a_config_error(tiny: Tiny, tmp_path: Path) -> None:
+    """A model type without PEFT default targets, and PEFT's own no-match error, end as config errors."""
+    plan = _plan(tiny, tmp_path, method={"type": "adapter", "lora": None, "adapter": {"kind": "ia3"}})
+    base = load_base(plan)
+    base.config.model_type = "no-such-type"
+    with pytest.raises(ConfigError, match=r"PEFT has no default target modules for ia3 on model type "
+                                          r"'no-such-type'; name some of its linear layers: q_proj"):
+        apply_planned_method(plan, base)
+    plan = _plan(tiny, tmp_path, method={"type": "lora", "lora": {"target_modules": ["q_proj"],
+                                                                  "modules_to_save": []}})
+    spec = plan["spec"]
+    spec["method"]["lora"]["target_modules"] = "all-linear"  # not checked by name: only PEFT can refuse it
+    empty = torch.nn.Module()
+    empty.config = base.config  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match="lora adapts no module of the model"):
+        methods.apply_method(empty, method=spec["method"], base=spec["model"], gradient_checkpointing=False)
