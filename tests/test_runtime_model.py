@@ -14,6 +14,7 @@ from ftc.runtime import methods, model
 from ftc.runtime.errors import ConfigError, EnvironmentProblem
 from ftc.runtime.methods import check_method, check_save
 from ftc.runtime.model import choose_attention, load_tokenizer, model_dtype
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from peft import PeftModel
 from runtime_plans import apply_planned_method, compiled_training_arguments, load_base, make_plan
 
@@ -230,3 +231,33 @@ def test_peft_failing_to_match_is_a_config_error(tiny: Tiny, tmp_path: Path) -> 
     empty.config = base.config  # type: ignore[assignment]
     with pytest.raises(ConfigError, match="lora adapts no module of the model"):
         methods.apply_method(empty, method=spec["method"], base=spec["model"], gradient_checkpointing=False)
+
+
+def _failed_load(cause: BaseException) -> OSError:
+    """An error as transformers raises it when loading from the Hub fails, with the Hub's error as its cause."""
+    error = OSError("loading failed")
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(("cause", "message"), [
+    (GatedRepoError.__new__(GatedRepoError), "is a gated model: accept its license"),
+    (RepositoryNotFoundError.__new__(RepositoryNotFoundError), "is neither a local directory nor a model on the"),
+    (RevisionNotFoundError.__new__(RevisionNotFoundError), "the revision of model.revision does not exist"),
+    (ValueError("org/m contains custom code: pass `trust_remote_code=True`"), "set model.trust_remote_code: true"),
+])
+def test_hub_problems_of_the_model_are_config_errors(cause: BaseException, message: str) -> None:
+    problem = model.hub_problem(_failed_load(cause), "org/m", "model.name_or_path")
+    assert problem is not None and problem.startswith("model.name_or_path 'org/m'") and message in problem
+
+
+def test_hub_failures_that_may_pass_on_retry_keep_their_traceback() -> None:
+    assert model.hub_problem(_failed_load(ConnectionError("reset by peer")), "org/m", "model.name_or_path") is None
+
+
+def test_a_hub_id_not_in_the_cache_offline_is_a_config_error(tiny: Tiny, tmp_path: Path) -> None:
+    plan = make_plan("someone/no-such-model", tiny.alpaca, tmp_path / "out")
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache, and HF_HUB_OFFLINE forbids"):
+        load_tokenizer(model=plan["spec"]["model"])
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache"):
+        load_base(plan)
