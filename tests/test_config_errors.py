@@ -7,6 +7,7 @@ cannot work. Each case runs the generated train.py as a process, as a pod would.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,13 @@ from typing import Any
 
 import pytest
 from conftest import Tiny
+from ftc.k8s.job import BACKOFF_LIMIT, pod_failure_policy
+from ftc.runtime import exitcodes
 from ftc.runtime.exitcodes import CONFIG_ERROR
 from ftc.runtime.trackers import wandb_login_problem
 from runtime_plans import make_plan, render_train_script
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 WANDB_VARIABLES = ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL", "NETRC")
 
 
@@ -94,3 +98,30 @@ def test_target_modules_that_match_nothing_fail_before_training(tiny: Tiny, tmp_
                                 "method.lora.target_modules: query, value match no module of the model")
     assert "its linear layers are q_proj, k_proj, v_proj" in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("checkpoint-*"))
+
+
+def _readme_exit_codes() -> dict[int, str]:
+    """{exit code: podFailurePolicy cell} of the README's table under "### Exit codes"."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Exit codes"):]
+    section = section[:section.index("\n#", 1)]
+    rows = re.findall(r"^\| (\d+) \| [^|]+ \| ([^|]+) \|$", section, flags=re.MULTILINE)
+    return {int(code): action for code, action in rows}
+
+
+def test_the_readme_table_of_exit_codes_matches_the_runtime_and_the_pod_failure_policy() -> None:
+    table = _readme_exit_codes()
+    constants = {value for name, value in vars(exitcodes).items() if name.isupper() and isinstance(value, int)}
+    assert constants <= set(table), sorted(constants - set(table))
+    policy = pod_failure_policy("1.30")
+    assert policy is not None
+    actions = {code: rule["action"] for rule in policy["rules"] if "onExitCodes" in rule
+               for code in rule["onExitCodes"]["values"]}
+    assert set(actions) <= set(table), sorted(set(actions) - set(table))
+    for code, cell in table.items():
+        if code == exitcodes.OK:
+            assert "completes" in cell
+        elif code in actions:
+            assert cell.startswith(f"`{actions[code]}`"), (code, cell)
+        else:
+            assert cell == f"retried, up to `backoffLimit` ({BACKOFF_LIMIT})", (code, cell)
