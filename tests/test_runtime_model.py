@@ -198,8 +198,14 @@ def test_missing_tracker_or_kernel_packages_fail_before_loading(tiny: Tiny, tmp_
      r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head$"),
     ({"type": "adapter", "lora": None, "adapter": {"kind": "loha", "target_modules": ["dense"]}},
      r"^method\.adapter\.target_modules: dense match no module of the model"),
+    ({"type": "lora", "lora": {"target_modules": ["q_proj", "mlp"]}},
+     r"^method\.lora\.target_modules: mlp name modules that are not layers an adapter can wrap; "
+     r"name linear layers instead: q_proj, k_proj"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "ia3", "target_modules": ["k_proj"],
+                                                   "feedforward_modules": ["down_proj"]}},
+     r"^method: ia3 refuses these settings: `feedforward_modules` should be a subset of `target_modules`$"),
 ])
-def test_target_modules_that_match_nothing_are_a_config_error(tiny: Tiny, tmp_path: Path, method: dict[str, Any],
+def test_unusable_adapter_settings_are_a_config_error(tiny: Tiny, tmp_path: Path, method: dict[str, Any],
                                                               message: str) -> None:
     plan = _plan(tiny, tmp_path, method=method)
     with pytest.raises(ConfigError, match=message):

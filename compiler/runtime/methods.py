@@ -143,12 +143,15 @@ def peft_config(method: Mapping[str, Any], model: nn.Module, base: Mapping[str, 
     `base` is the spec's `model` section: prompt_tuning's `init_text` is tokenized with its tokenizer.
     """
     kind = method["type"]
-    if kind in LORA_METHODS:
-        return _lora(method)
-    if kind == "adapter":
-        return _adapter(method["adapter"], model)
-    if kind in PROMPT_METHODS:
-        return _prompt(method, base)
+    try:
+        if kind in LORA_METHODS:
+            return _lora(method)
+        if kind == "adapter":
+            return _adapter(method["adapter"], model)
+        if kind in PROMPT_METHODS:
+            return _prompt(method, base)
+    except ValueError as error:  # PEFT's configs refuse settings that do not go together
+        raise ConfigError(f"method: {method_name(method)} refuses these settings: {error}") from error
     raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
 
 
@@ -201,23 +204,42 @@ def linear_module_names(model: nn.Module) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+# Module types PEFT's adapters can wrap (bitsandbytes' 4/8-bit layers are nn.Linear subclasses).
+ADAPTABLE = (nn.Linear, Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention)
+
+
+def _matched(target: str, model: nn.Module) -> list[nn.Module]:
+    """The modules of `model` that `target` names (PEFT's rule: the full name, or a '.'-suffix of it)."""
+    return [module for name, module in model.named_modules()
+            if name and (name == target or name.endswith("." + target))]
+
+
 def unmatched_targets(targets: list[str], model: nn.Module) -> list[str]:
-    """The `targets` that name no module of `model` (PEFT's rule: the full name, or a '.'-suffix of it)."""
-    names = [name for name, _ in model.named_modules() if name]
+    """The `targets` that name no module of `model`."""
+    return [target for target in targets if not _matched(target, model)]
+
+
+def unadaptable_targets(targets: list[str], model: nn.Module) -> list[str]:
+    """The `targets` that name a module PEFT cannot wrap, such as a whole block (`mlp`, `self_attn`)."""
     return [target for target in targets
-            if not any(name == target or name.endswith("." + target) for name in names)]
+            if any(not isinstance(module, ADAPTABLE) for module in _matched(target, model))]
 
 
 def _check_targets(method: Mapping[str, Any], model: nn.Module) -> None:
-    """A `target_modules` list that matches nothing is a config error, one that partly matches a warning."""
+    """A `target_modules` list that matches nothing, or names a module that is not a layer, is a config
+    error; one that partly matches is a warning."""
     named = _target_list(method)
     if named is None:
         return
     setting, targets = named
+    linears = ", ".join(linear_module_names(model))
+    unadaptable = unadaptable_targets(targets, model)
+    if unadaptable:
+        raise ConfigError(f"{setting}: {', '.join(unadaptable)} name modules that are not layers an adapter "
+                          f"can wrap; name linear layers instead: {linears}")
     unmatched = unmatched_targets(targets, model)
     if not unmatched:
         return
-    linears = ", ".join(linear_module_names(model))
     if len(unmatched) == len(targets):
         raise ConfigError(f"{setting}: {', '.join(unmatched)} match no module of the model; "
                           f"its linear layers are {linears}")
