@@ -197,9 +197,9 @@ def test_missing_tracker_or_kernel_packages_fail_before_loading(tiny: Tiny, tmp_
      r"^method\.lora\.target_modules: query, value match no module of the model; its linear layers are "
      r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head$"),
     ({"type": "adapter", "lora": None, "adapter": {"kind": "loha", "target_modules": ["dense"]}},
-     r"^method\.adapter\.target_modules: dense match no module of the model"),
+     r"^method\.adapter\.target_modules: dense matches no module of the model"),
     ({"type": "lora", "lora": {"target_modules": ["q_proj", "mlp"]}},
-     r"^method\.lora\.target_modules: mlp name modules that are not layers an adapter can wrap; "
+     r"^method\.lora\.target_modules: mlp names modules that are not layers an adapter can wrap; "
      r"name linear layers instead: q_proj, k_proj"),
     ({"type": "adapter", "lora": None, "adapter": {"kind": "ia3", "target_modules": ["k_proj"],
                                                    "feedforward_modules": ["down_proj"]}},
@@ -218,7 +218,7 @@ def test_target_modules_that_partly_match_are_logged(tiny: Tiny, tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="ftc"):
         wrapped = apply_planned_method(plan, load_base(plan))
     assert any("q_proj.lora_A" in name for name, _ in wrapped.named_parameters())
-    assert "method.lora.target_modules: query match no module of the model and are left out" in caplog.text
+    assert "method.lora.target_modules: query matches no module of the model and is left out" in caplog.text
 
 
 def test_peft_failing_to_match_is_a_config_error(tiny: Tiny, tmp_path: Path) -> None:

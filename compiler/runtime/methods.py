@@ -225,6 +225,10 @@ def unadaptable_targets(targets: list[str], model: nn.Module) -> list[str]:
             if any(not isinstance(module, ADAPTABLE) for module in _matched(target, model))]
 
 
+def _verb(names: list[str], one: str, several: str) -> str:
+    return one if len(names) == 1 else several
+
+
 def _check_targets(method: Mapping[str, Any], model: nn.Module) -> None:
     """A `target_modules` list that matches nothing, or names a module that is not a layer, is a config
     error; one that partly matches is a warning."""
@@ -235,16 +239,17 @@ def _check_targets(method: Mapping[str, Any], model: nn.Module) -> None:
     linears = ", ".join(linear_module_names(model))
     unadaptable = unadaptable_targets(targets, model)
     if unadaptable:
-        raise ConfigError(f"{setting}: {', '.join(unadaptable)} name modules that are not layers an adapter "
-                          f"can wrap; name linear layers instead: {linears}")
+        raise ConfigError(f"{setting}: {', '.join(unadaptable)} {_verb(unadaptable, 'names', 'name')} modules "
+                          f"that are not layers an adapter can wrap; name linear layers instead: {linears}")
     unmatched = unmatched_targets(targets, model)
     if not unmatched:
         return
     if len(unmatched) == len(targets):
-        raise ConfigError(f"{setting}: {', '.join(unmatched)} match no module of the model; "
-                          f"its linear layers are {linears}")
-    LOG.warning("%s: %s match no module of the model and are left out (its linear layers are %s)",
-                setting, ", ".join(unmatched), linears)
+        raise ConfigError(f"{setting}: {', '.join(unmatched)} {_verb(unmatched, 'matches', 'match')} no module "
+                          f"of the model; its linear layers are {linears}")
+    LOG.warning("%s: %s %s no module of the model and %s left out (its linear layers are %s)",
+                setting, ", ".join(unmatched), _verb(unmatched, "matches", "match"), _verb(unmatched, "is", "are"),
+                linears)
 
 
 def apply_method(model: nn.Module, *, method: Mapping[str, Any], base: Mapping[str, Any],
