@@ -43,6 +43,7 @@ def _check_local(source: str, what: str) -> None:
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then the error it was raised from (or during), and so on."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -54,8 +55,8 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 def hub_problem(error: BaseException, source: str, what: str) -> str | None:
     """What is wrong with `what` (`source`, a Hub id or directory) when loading it failed with `error`.
 
-    None for failures that a later attempt may not repeat (the Hub did not answer, a download broke):
-    those keep their traceback and exit 1.
+    None for failures another attempt may get past (the Hub did not answer, a download broke): those
+    keep their traceback and exit 1, and the Job retries them.
     """
     for cause in _causes(error):
         if isinstance(cause, GatedRepoError):
