@@ -268,7 +268,7 @@ def target_modules_exist(ctx: Context) -> Iterator[Diagnostic]:
         return
     try:
         arch = resolve_architecture(ctx.spec.model, local_files=True)
-    except ArchitectureError:
+    except (ArchitectureError, OSError):  # OSError: a name the file system cannot even look up
         return
     if not known_layout(arch):
         return
