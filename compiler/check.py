@@ -289,6 +289,22 @@ def target_modules_exist(ctx: Context) -> Iterator[Diagnostic]:
         yield ctx.error("E319", pointer, message, f"the modules of this model: {', '.join(leaves)}{everything}")
 
 
+@rule("E320")
+def ia3_feedforward_subset(ctx: Context) -> Iterator[Diagnostic]:
+    adapter = ctx.spec.method.adapter
+    if ctx.spec.method.type != "adapter" or adapter is None or adapter.kind != "ia3":
+        return
+    if adapter.target_modules is None or adapter.feedforward_modules is None:
+        return
+    extra = [name for name in adapter.feedforward_modules if name not in adapter.target_modules]
+    if extra:
+        yield ctx.error("E320", "/method/adapter/feedforward_modules",
+                        f"feedforward_modules {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not among "
+                        "target_modules: IA3 scales the feed-forward modules it adapts",
+                        f"add {', '.join(extra)} to method.adapter.target_modules, or remove "
+                        f"{'it' if len(extra) == 1 else 'them'} from feedforward_modules")
+
+
 @rule("E311")
 def attention_kernel(ctx: Context) -> Iterator[Diagnostic]:
     if ctx.spec.performance.attention != "flash_attention_2":

@@ -101,6 +101,7 @@ CODES: Mapping[str, Code] = {c.code: c for c in (
                           "into the base weights"),
     _code("E319", _CHECK, "`target_modules` names that match no module of the model (checked when its "
                           "layout is known: the built-in catalog, `model.architecture`, a local `config.json`)"),
+    _code("E320", _CHECK, "IA3 `feedforward_modules` that are not among its `target_modules`"),
     _code("W401", _CHECK, "a small data set for the method: at least 1 000 rows is the usual minimum for LoRA and "
                           "the other PEFT methods; full fine-tuning usually needs 100 000+ (rows are counted in a "
                           "local training file, else taken from `data.num_examples`)"),
