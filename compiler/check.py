@@ -8,6 +8,7 @@ the tests.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,11 +17,13 @@ from .codes import CODES
 from .diagnostics import Diagnostic, Position, error, warning
 from .estimate import spec_only_estimate
 from .estimate.fit import NO_FIT
+from .estimate.models import ArchitectureError, known_layout, resolve_architecture
+from .estimate.params import module_names
 from .gpus import GPUS
 from .k8s import rules as k8s_rules
 from .k8s.targets import MULTI_NODE_TARGETS, TARGETS, supports
 from .plan import Plan, Spec
-from .runtime.method_traits import ADAPTER_KINDS, FULL_LEARNING_RATE, METHODS, adds_virtual_tokens
+from .runtime.method_traits import ADAPTER_KINDS, FULL_LEARNING_RATE, LORA_METHODS, METHODS, adds_virtual_tokens
 from .validate import sort_diagnostics
 
 # W401: the usual minimum number of training rows for a PEFT method, and for full fine-tuning.
@@ -221,6 +224,81 @@ def method_runtime_limits(ctx: Context) -> Iterator[Diagnostic]:
         yield ctx.error("E318", "/output/save",
                         f"{adapter_kind or spec.method.type} adds virtual tokens and cannot be merged "
                         "into the base weights", "set output.save: adapter")
+
+
+# E319: what other model families call the attention projections that Llama-style models call *_proj.
+_OTHER_NAMES: Mapping[str, str] = {"query": "q_proj", "key": "k_proj", "value": "v_proj"}
+
+
+def _target_lists(ctx: Context) -> Iterator[tuple[str, tuple[str, ...], bool]]:
+    """(pointer, module names, written in the spec) of each `target_modules` list the method uses."""
+    method = ctx.spec.method
+    if method.type in LORA_METHODS and method.lora is not None and method.lora.target_modules != "all-linear":
+        yield ("/method/lora/target_modules", tuple(method.lora.target_modules),
+               ctx.written("method", "lora", "target_modules"))
+    adapter = method.adapter
+    if method.type == "adapter" and adapter is not None and adapter.kind != "llama_adapter" \
+            and adapter.target_modules is not None:
+        yield "/method/adapter/target_modules", adapter.target_modules, True
+
+
+def _matches_module(target: str, paths: tuple[str, ...]) -> bool:
+    """PEFT's rule (a module's full name, or a '.'-separated suffix of it) against module paths that may
+    themselves be suffixes of the full names (inside a block)."""
+    return any(path == target or path.endswith("." + target) or target.endswith("." + path) for path in paths)
+
+
+def _suggestion(target: str, leaves: list[str]) -> str | None:
+    other = _OTHER_NAMES.get(target.rsplit(".", 1)[-1])
+    if other in leaves:
+        return other
+    close = difflib.get_close_matches(target.rsplit(".", 1)[-1], leaves, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+@rule("E319")
+def target_modules_exist(ctx: Context) -> Iterator[Diagnostic]:
+    """Each name in `target_modules` matches a module of the model, when the model's layout is known."""
+    lists = list(_target_lists(ctx))
+    if not lists:
+        return
+    try:
+        arch = resolve_architecture(ctx.spec.model, local_files=True)
+    except (ArchitectureError, OSError):  # OSError: a name the file system cannot even look up
+        return
+    if not known_layout(arch):
+        return
+    paths = module_names(arch)
+    leaves = list(dict.fromkeys(path.rsplit(".", 1)[-1] for path in paths))
+    for pointer, targets, written in lists:
+        unmatched = [target for target in targets if not _matches_module(target, paths)]
+        if not unmatched:
+            continue
+        guesses = [f"{guess} for {target}" for target in unmatched if (guess := _suggestion(target, leaves))]
+        default = "" if written else " (the default)"
+        message = (f"{pointer[1:].replace('/', '.')}{default}: {', '.join(unmatched)} "
+                   f"match{'es' if len(unmatched) == 1 else ''} no module of {ctx.spec.model.name_or_path} "
+                   f"(layout from {arch.source})")
+        if guesses:
+            message += f"; did you mean {', '.join(guesses)}?"
+        everything = "; or all-linear for every linear layer" if pointer.startswith("/method/lora") else ""
+        yield ctx.error("E319", pointer, message, f"the modules of this model: {', '.join(leaves)}{everything}")
+
+
+@rule("E320")
+def ia3_feedforward_subset(ctx: Context) -> Iterator[Diagnostic]:
+    adapter = ctx.spec.method.adapter
+    if ctx.spec.method.type != "adapter" or adapter is None or adapter.kind != "ia3":
+        return
+    if adapter.target_modules is None or adapter.feedforward_modules is None:
+        return
+    extra = [name for name in adapter.feedforward_modules if name not in adapter.target_modules]
+    if extra:
+        yield ctx.error("E320", "/method/adapter/feedforward_modules",
+                        f"feedforward_modules {', '.join(extra)} {'is' if len(extra) == 1 else 'are'} not among "
+                        "target_modules: IA3 scales the feed-forward modules it adapts",
+                        f"add {', '.join(extra)} to method.adapter.target_modules, or remove "
+                        f"{'it' if len(extra) == 1 else 'them'} from feedforward_modules")
 
 
 @rule("E311")

@@ -5,6 +5,7 @@ Also: the rules report only the codes they declare, and docs/diagnostics.md is t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"kubernetes": {**K8S, "env": {"HF_HOME": "/x"}}}),
     ("E316", {"data.train": {"path": "/c.jsonl", "format": "chat", "chat_template": "chatml"}},
      {"data.train": {"path": "/c.jsonl", "format": "alpaca", "chat_template": "chatml"}}),
+    ("E319", {"method.lora": {"target_modules": ["q_proj", "v_proj"]}},
+     {"method.lora": {"target_modules": ["query", "value"]}}),
+    ("E319", {"method.type": "adapter", "method.adapter": {"kind": "loha", "target_modules": ["k_proj", "down_proj"]}},
+     {"method.type": "adapter", "method.adapter": {"kind": "loha", "target_modules": ["k_proj", "dense"]}}),
+    ("E320", {"method.type": "adapter", "method.adapter": {"kind": "ia3", "target_modules": ["k_proj", "down_proj"],
+                                                             "feedforward_modules": ["down_proj"]}},
+     {"method.type": "adapter", "method.adapter": {"kind": "ia3", "target_modules": ["k_proj"],
+                                                   "feedforward_modules": ["down_proj"]}}),
     ("W401", {"data.num_examples": 1000}, {"data.num_examples": 999}),
     ("W402", {"data.validation": {"fraction": 0.2}}, {"data.validation": {"fraction": 0.3}}),
     ("W403", {"training.epochs": 5}, {"training.epochs": 6}),
@@ -174,3 +183,40 @@ def test_rule_diagnostic_points_at_the_offending_line() -> None:
     (diag,) = [d for d in result.diagnostics if d.code == "E301"]
     assert (diag.position.line, diag.position.column) == (8, 22)
     assert "gradient_accumulation_steps" in diag.message
+
+
+def _e319(**changes: Any) -> list[Diagnostic]:
+    return [d for d in plan_of(spec(**changes)).diagnostics if d.code == "E319"]
+
+
+def test_unmatched_target_modules_are_named_with_a_guess_and_the_models_modules() -> None:
+    (diag,) = _e319(**{"method.lora": {"target_modules": ["query", "v_porj", "o_proj"]}})
+    assert diag.pointer == "/method/lora/target_modules"
+    assert "query, v_porj match no module of meta-llama/Llama-2-7b-hf" in diag.message
+    assert "did you mean q_proj for query, v_proj for v_porj?" in diag.message
+    assert diag.hint is not None and diag.hint.startswith("the modules of this model: q_proj, k_proj, v_proj, o_proj")
+    assert diag.hint.endswith("or all-linear for every linear layer")
+    # the default target modules name Llama's projections: an error for Falcon's fused layers, with its names
+    (falcon,) = _e319(**{"model.name_or_path": "tiiuae/falcon-7b"})
+    assert "target_modules (the default)" in falcon.message and "query_key_value" in (falcon.hint or "")
+    # names from the model's root, and whole paths inside the model, match too
+    assert not _e319(**{"method.lora": {"target_modules": ["model.layers.0.self_attn.q_proj", "lm_head",
+                                                           "embed_tokens", "mlp.down_proj"]}})
+
+
+def test_target_modules_are_checked_only_where_the_models_layout_is_known(tmp_path: Path) -> None:
+    unknown = {"model.name_or_path": "someone/unknown-model", "method.lora": {"target_modules": ["query"]}}
+    assert not _e319(**unknown)
+    written = {**unknown, "model.architecture": {"hidden_size": 64, "num_layers": 2, "num_attention_heads": 4,
+                                                 "intermediate_size": 128, "vocab_size": 300}}
+    assert "layout from spec model.architecture" in _e319(**written)[0].message
+    model_dir = tmp_path / "local-model"
+    model_dir.mkdir()
+    config = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+              "vocab_size": 300}
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "falcon", **config}), encoding="utf-8")
+    local = {"model.name_or_path": str(model_dir), "method.lora": {"target_modules": ["q_proj"]}}
+    assert "config.json (model_type falcon)" in _e319(**local)[0].message
+    # a model type whose layout ftc only guesses is not checked
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "gpt_neox", **config}), encoding="utf-8")
+    assert not _e319(**local)

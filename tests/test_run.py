@@ -103,6 +103,27 @@ def test_bitsandbytes_missing_or_unusable_is_refused() -> None:
     assert "bitsandbytes" not in _levels(preflight.checks(_plan(), CPU_ONLY))
 
 
+def _no_wandb_login(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))  # no ~/.netrc of the machine running the tests
+
+
+def test_wandb_without_an_api_key_is_refused_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_wandb_login(monkeypatch, tmp_path)
+    wandb = _plan(monitoring={"report_to": ["wandb"]})
+    machine = preflight.probe(wandb)
+    assert machine.wandb_login_error is not None
+    results = preflight.checks(wandb, dataclasses.replace(machine, gpus=()))
+    assert _levels(results)["wandb login"] == "fail"
+    assert "set WANDB_API_KEY" in _message(results, "wandb login")
+    assert "WANDB_MODE=offline" in _message(results, "wandb login")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert preflight.probe(wandb).wandb_login_error is None
+    monkeypatch.delenv("WANDB_API_KEY")
+    assert preflight.probe(_plan()).wandb_login_error is None  # not asked when the plan does not report to wandb
+
+
 def test_every_problem_is_reported_at_once() -> None:
     plan = _plan(method={"type": "qlora"}, performance={"attention": "flash_attention_2", "deepspeed": {"stage": 2}},
                  training={"precision": "fp16"}, resources={"nodes": 2}, monitoring={"report_to": ["wandb"]})
@@ -293,6 +314,16 @@ def test_fp16_on_cpu_is_refused(tiny: Tiny, tmp_path: Path, monkeypatch: pytest.
     code, _, err = _cli(str(_spec_file(tmp_path, tiny, training={"precision": "fp16"})))
     assert code == 4 and "FAIL  precision" in err and "use training.precision: fp32" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_wandb_without_an_api_key_is_refused_before_anything_runs(tiny: Tiny, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _without_flash_attn_or_gpu(monkeypatch)
+    _no_wandb_login(monkeypatch, tmp_path)
+    code, _, err = _cli(str(_spec_file(tmp_path, tiny, monitoring={"report_to": ["wandb"]})))
+    assert code == ENVIRONMENT_ERROR and "FAIL  wandb login: monitoring.report_to wandb: no W&B API key" in err
+    assert "not launching" in err and not (tmp_path / "out").exists()
 
 
 def test_spec_errors_and_bad_targets_exit_1_or_2(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from ftc.runtime import methods, model
 from ftc.runtime.errors import ConfigError, EnvironmentProblem
 from ftc.runtime.methods import check_method, check_save
 from ftc.runtime.model import choose_attention, load_tokenizer, model_dtype
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from peft import PeftModel
 from runtime_plans import apply_planned_method, compiled_training_arguments, load_base, make_plan
 
@@ -189,3 +190,80 @@ def test_missing_tracker_or_kernel_packages_fail_before_loading(tiny: Tiny, tmp_
     plan = _plan(tiny, tmp_path, performance={"liger_kernel": True})
     with pytest.raises(EnvironmentProblem, match=r"liger_kernel needs the liger-kernel package"):
         trainer.make_training_arguments(compiled_training_arguments(plan), tmp_path)
+
+
+@pytest.mark.parametrize(("method", "message"), [
+    ({"type": "lora", "lora": {"target_modules": ["query", "value"]}},
+     r"^method\.lora\.target_modules: query, value match no module of the model; its linear layers are "
+     r"q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head$"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "loha", "target_modules": ["dense"]}},
+     r"^method\.adapter\.target_modules: dense matches no module of the model"),
+    ({"type": "lora", "lora": {"target_modules": ["q_proj", "mlp"]}},
+     r"^method\.lora\.target_modules: mlp names modules that are not layers an adapter can wrap; "
+     r"name linear layers instead: q_proj, k_proj"),
+    ({"type": "adapter", "lora": None, "adapter": {"kind": "ia3", "target_modules": ["k_proj"],
+                                                   "feedforward_modules": ["down_proj"]}},
+     r"^method: ia3 refuses these settings: `feedforward_modules` should be a subset of `target_modules`$"),
+])
+def test_unusable_adapter_settings_are_a_config_error(tiny: Tiny, tmp_path: Path, method: dict[str, Any],
+                                                              message: str) -> None:
+    plan = _plan(tiny, tmp_path, method=method)
+    with pytest.raises(ConfigError, match=message):
+        apply_planned_method(plan, load_base(plan))
+
+
+def test_target_modules_that_partly_match_are_logged(tiny: Tiny, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    plan = _plan(tiny, tmp_path, method={"type": "lora", "lora": {"target_modules": ["q_proj", "query"]}})
+    with caplog.at_level(logging.WARNING, logger="ftc"):
+        wrapped = apply_planned_method(plan, load_base(plan))
+    assert any("q_proj.lora_A" in name for name, _ in wrapped.named_parameters())
+    assert "method.lora.target_modules: query matches no module of the model and is left out" in caplog.text
+
+
+def test_peft_failing_to_match_is_a_config_error(tiny: Tiny, tmp_path: Path) -> None:
+    """A model type without PEFT default targets, and PEFT's own no-match error, end as config errors."""
+    plan = _plan(tiny, tmp_path, method={"type": "adapter", "lora": None, "adapter": {"kind": "ia3"}})
+    base = load_base(plan)
+    base.config.model_type = "no-such-type"
+    with pytest.raises(ConfigError, match=r"PEFT has no default target modules for ia3 on model type "
+                                          r"'no-such-type'; name some of its linear layers: q_proj"):
+        apply_planned_method(plan, base)
+    plan = _plan(tiny, tmp_path, method={"type": "lora", "lora": {"target_modules": ["q_proj"],
+                                                                  "modules_to_save": []}})
+    spec = plan["spec"]
+    spec["method"]["lora"]["target_modules"] = "all-linear"  # not checked by name: only PEFT can refuse it
+    empty = torch.nn.Module()
+    empty.config = base.config  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match="lora adapts no module of the model"):
+        methods.apply_method(empty, method=spec["method"], base=spec["model"], gradient_checkpointing=False)
+
+
+def _failed_load(cause: BaseException) -> OSError:
+    """An error as transformers raises it when loading from the Hub fails, with the Hub's error as its cause."""
+    error = OSError("loading failed")
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(("cause", "message"), [
+    (GatedRepoError.__new__(GatedRepoError), "is a gated model: accept its license"),
+    (RepositoryNotFoundError.__new__(RepositoryNotFoundError), "is neither a local directory nor a model on the"),
+    (RevisionNotFoundError.__new__(RevisionNotFoundError), "the revision of model.revision does not exist"),
+    (ValueError("org/m contains custom code: pass `trust_remote_code=True`"), "set model.trust_remote_code: true"),
+])
+def test_hub_problems_of_the_model_are_config_errors(cause: BaseException, message: str) -> None:
+    problem = model.hub_problem(_failed_load(cause), "org/m", "model.name_or_path")
+    assert problem is not None and problem.startswith("model.name_or_path 'org/m'") and message in problem
+
+
+def test_hub_failures_that_may_pass_on_retry_keep_their_traceback() -> None:
+    assert model.hub_problem(_failed_load(ConnectionError("reset by peer")), "org/m", "model.name_or_path") is None
+
+
+def test_a_hub_id_not_in_the_cache_offline_is_a_config_error(tiny: Tiny, tmp_path: Path) -> None:
+    plan = make_plan("someone/no-such-model", tiny.alpaca, tmp_path / "out")
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache, and HF_HUB_OFFLINE forbids"):
+        load_tokenizer(model=plan["spec"]["model"])
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache"):
+        load_base(plan)

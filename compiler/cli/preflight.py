@@ -2,8 +2,8 @@
 
 Two halves, so the rules are testable without the hardware they are about:
 - `probe(plan)` looks at the machine (CUDA devices, their free memory and bf16 support, the optional
-  packages the plan needs, whether bitsandbytes actually works here). It imports torch, lazily, and
-  only when `ftc run` calls it: the compile path never does.
+  packages the plan needs, whether bitsandbytes actually works here, whether wandb can log in). It
+  imports torch, lazily, and only when `ftc run` calls it: the compile path never does.
 - `checks(plan, machine)` turns that into a list of `Check`s (ok / note / fail), all reported at once.
 
 Memory: when CUDA is present the free memory of every GPU the run will use (torch.cuda.mem_get_info)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ class Machine:
     installed: frozenset[str]  # importable modules among PACKAGES
     bitsandbytes_error: str | None = None
     model_architecture: Architecture | None = field(default=None, compare=False)
+    wandb_login_error: str | None = None  # why wandb could not log in here (when the plan reports to it)
 
 
 def needs_bitsandbytes(plan: Plan) -> bool:
@@ -248,7 +250,12 @@ def probe(plan: Plan) -> Machine:
     bnb_error = None
     if needs_bitsandbytes(plan) and "bitsandbytes" in installed:
         bnb_error = _bitsandbytes_probe(plan, "cuda" if gpus else "cpu")
-    return Machine(tuple(gpus), installed, bnb_error, architecture_of(plan))
+    wandb_error = None
+    if "wandb" in plan.spec.monitoring.report_to:
+        from ..runtime.trackers import wandb_login_problem
+
+        wandb_error = wandb_login_problem(os.environ)
+    return Machine(tuple(gpus), installed, bnb_error, architecture_of(plan), wandb_error)
 
 
 def _attention_checks(plan: Plan, machine: Machine) -> list[Check]:
@@ -339,6 +346,8 @@ def checks(plan: Plan, machine: Machine, memory: bool = True) -> list[Check]:
         else:
             out.append(Check("bitsandbytes", "fail", f"installed but not usable here ({machine.bitsandbytes_error});"
                              " reinstall it for this CUDA version (pip install -U bitsandbytes)"))
+    if "wandb" in plan.spec.monitoring.report_to and machine.wandb_login_error is not None:
+        out.append(Check("wandb login", "fail", machine.wandb_login_error))
     out += _attention_checks(plan, machine)
     if memory:
         out += _memory_checks(plan, machine)

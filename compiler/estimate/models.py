@@ -78,6 +78,15 @@ class Architecture:
         return self.family not in ("phi", "falcon")
 
 
+def known_layout(arch: Architecture) -> bool:
+    """Whether the module names of `arch` are known rather than assumed.
+
+    True for a model type of one of FAMILIES (the catalog, `model.architecture`, a config.json of such a
+    model type); a config.json of another model type is read as a Llama-style block, which is a guess.
+    """
+    return arch.model_type in _FAMILY_OF_MODEL_TYPE
+
+
 _FAMILY_OF_MODEL_TYPE = {
     "llama": "llama", "mistral": "llama", "qwen2": "llama", "gemma": "llama", "gemma2": "llama",
     "mixtral": "mixtral", "qwen": "qwen", "phi": "phi", "phi3": "phi3", "falcon": "falcon",

@@ -73,6 +73,23 @@ def block_linears(arch: Architecture) -> list[Linear]:
                         Linear("mlp.down_proj", i, h, reads=D)]
 
 
+# The modules outside the blocks that PEFT can also adapt (the token embedding, the output layer), as
+# transformers names them; Llama-style models and the others not listed use the first entry's names.
+_OUTER_MODULES: Mapping[str, tuple[str, ...]] = {
+    "llama": ("model.embed_tokens", "lm_head"),
+    "qwen": ("transformer.wte", "lm_head"),
+    "falcon": ("transformer.word_embeddings", "lm_head"),
+}
+
+
+def module_names(arch: Architecture) -> tuple[str, ...]:
+    """The modules of `arch` that PEFT can adapt by name: each block's linear layers (named inside the
+    block, as in `block_linears`; MoE experts stored as 3-D tensors are not modules), then the
+    embedding and the output layer (named from the model's root)."""
+    inner = tuple(m.name for m in block_linears(arch) if m.is_module)
+    return inner + _OUTER_MODULES.get(arch.family, _OUTER_MODULES["llama"])
+
+
 @dataclass(frozen=True)
 class ParamCounts:
     embedding: int

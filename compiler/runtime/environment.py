@@ -10,9 +10,11 @@ from urllib.parse import urlparse
 
 from transformers import set_seed
 
+from .errors import ConfigError
 from .launch import LOOPBACK, free_port
 from .methods import check_method, check_save
 from .storage import check_storage_backend
+from .trackers import wandb_login_problem
 
 LOG = logging.getLogger("ftc")
 
@@ -47,7 +49,8 @@ def _allow_local_mlflow_store() -> None:
 
 
 def _configure_trackers(monitoring: Mapping[str, Any], run_name: str) -> None:
-    """Point wandb and MLflow at the `monitoring` section's project; variables already set win."""
+    """Point wandb and MLflow at the `monitoring` section's project (variables already set win); refuse
+    wandb without an API key."""
     tracker_env = {}
     if monitoring["wandb"] is not None:
         tracker_env["WANDB_PROJECT"] = monitoring["wandb"]["project"]
@@ -60,6 +63,10 @@ def _configure_trackers(monitoring: Mapping[str, Any], run_name: str) -> None:
             os.environ.setdefault(name, value)
     if "mlflow" in monitoring["report_to"]:
         _allow_local_mlflow_store()
+    if "wandb" in monitoring["report_to"]:
+        problem = wandb_login_problem(os.environ)
+        if problem is not None:
+            raise ConfigError(problem)
 
 
 def setup(*, ftc_version: str, content_hash: str, name: str, method: Mapping[str, Any],
@@ -72,7 +79,8 @@ def setup(*, ftc_version: str, content_hash: str, name: str, method: Mapping[str
       package is missing;
     - every random generator is seeded with `training.seed`;
     - wandb and MLflow are pointed at the `monitoring` section's project through their environment
-      variables (MLflow's experiment defaults to the run's `name`); variables already set win;
+      variables (MLflow's experiment defaults to the run's `name`); variables already set win; wandb
+      without an API key (see `trackers.wandb_login_problem`) is a config error;
     - one DeepSpeed process without a launcher (`derived`: a DeepSpeed config, world size 1) gets a
       loopback rendezvous.
     """

@@ -171,7 +171,7 @@ def chat_segments(messages: Sequence[Mapping[str, str]], render: ChatRenderer) -
         if not before.startswith(done) or not through.startswith(before):
             raise TemplateNotIncrementalError(
                 "the chat template does not render a conversation prefix as a prefix of the conversation, "
-                "so assistant turns cannot be located; set data.train.chat_template to chatml or llama2"
+                "so assistant turns cannot be located"
             )
         segments += [Segment(before[len(done):], False), Segment(through[len(before):], True)]
         done = through

@@ -22,7 +22,14 @@ from peft import (
     get_peft_model,
     prepare_model_for_kbit_training,
 )
+from peft.utils.constants import (
+    TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+    TRANSFORMERS_MODELS_TO_LOHA_TARGET_MODULES_MAPPING,
+    TRANSFORMERS_MODELS_TO_LOKR_TARGET_MODULES_MAPPING,
+)
+from peft.utils.error import NoMatchingPeftModuleError
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from . import method_traits
 from .errors import ConfigError
@@ -70,9 +77,22 @@ def _lora(method: Mapping[str, Any]) -> LoraConfig:
     )
 
 
+# The model types PEFT has default target modules for, per adapter kind (others need target_modules).
+_PEFT_DEFAULT_TARGETS: Mapping[str, Mapping[str, Any]] = {
+    "ia3": TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+    "loha": TRANSFORMERS_MODELS_TO_LOHA_TARGET_MODULES_MAPPING,
+    "lokr": TRANSFORMERS_MODELS_TO_LOKR_TARGET_MODULES_MAPPING,
+}
+
+
 def _adapter(adapter: Mapping[str, Any], model: nn.Module) -> PeftConfig:
     kind = adapter["kind"]
     targets = _targets(adapter["target_modules"])
+    model_type = getattr(model.config, "model_type", None)
+    if targets is None and kind in _PEFT_DEFAULT_TARGETS and model_type not in _PEFT_DEFAULT_TARGETS[kind]:
+        raise ConfigError(f"method.adapter.target_modules: PEFT has no default target modules for {kind} on "
+                          f"model type {model_type!r}; name some of its linear layers: "
+                          f"{', '.join(linear_module_names(model))}")
     if kind == "ia3":
         return IA3Config(task_type=TaskType.CAUSAL_LM, target_modules=targets,
                          feedforward_modules=_targets(adapter["feedforward_modules"]))
@@ -123,12 +143,15 @@ def peft_config(method: Mapping[str, Any], model: nn.Module, base: Mapping[str, 
     `base` is the spec's `model` section: prompt_tuning's `init_text` is tokenized with its tokenizer.
     """
     kind = method["type"]
-    if kind in LORA_METHODS:
-        return _lora(method)
-    if kind == "adapter":
-        return _adapter(method["adapter"], model)
-    if kind in PROMPT_METHODS:
-        return _prompt(method, base)
+    try:
+        if kind in LORA_METHODS:
+            return _lora(method)
+        if kind == "adapter":
+            return _adapter(method["adapter"], model)
+        if kind in PROMPT_METHODS:
+            return _prompt(method, base)
+    except ValueError as error:  # PEFT's configs refuse settings that do not go together
+        raise ConfigError(f"method: {method_name(method)} refuses these settings: {error}") from error
     raise ConfigError(f"method.type {kind!r} is not supported by this runtime")
 
 
@@ -163,6 +186,72 @@ def check_save(method: Mapping[str, Any], save: str) -> None:
                           "weights; use output.save: adapter")
 
 
+def _target_list(method: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """(setting, module names) of the `target_modules` list the method names, if it names one."""
+    kind = method["type"]
+    if kind in LORA_METHODS and isinstance(method["lora"]["target_modules"], (list, tuple)):
+        return "method.lora.target_modules", list(method["lora"]["target_modules"])
+    adapter = method["adapter"]
+    if kind == "adapter" and adapter is not None and isinstance(adapter["target_modules"], (list, tuple)):
+        return "method.adapter.target_modules", list(adapter["target_modules"])
+    return None
+
+
+def linear_module_names(model: nn.Module) -> list[str]:
+    """The last name component of every linear layer of `model`, in order, each once (q_proj, lm_head, ...)."""
+    names = [name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, (nn.Linear, Conv1D))]
+    return list(dict.fromkeys(names))
+
+
+# Module types PEFT's adapters can wrap (bitsandbytes' 4/8-bit layers are nn.Linear subclasses).
+ADAPTABLE = (nn.Linear, Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention)
+
+
+def _matched(target: str, model: nn.Module) -> list[nn.Module]:
+    """The modules of `model` that `target` names (PEFT's rule: the full name, or a '.'-suffix of it)."""
+    return [module for name, module in model.named_modules()
+            if name and (name == target or name.endswith("." + target))]
+
+
+def unmatched_targets(targets: list[str], model: nn.Module) -> list[str]:
+    """The `targets` that name no module of `model`."""
+    return [target for target in targets if not _matched(target, model)]
+
+
+def unadaptable_targets(targets: list[str], model: nn.Module) -> list[str]:
+    """The `targets` that name a module PEFT cannot wrap, such as a whole block (`mlp`, `self_attn`)."""
+    return [target for target in targets
+            if any(not isinstance(module, ADAPTABLE) for module in _matched(target, model))]
+
+
+def _verb(names: list[str], one: str, several: str) -> str:
+    return one if len(names) == 1 else several
+
+
+def _check_targets(method: Mapping[str, Any], model: nn.Module) -> None:
+    """A `target_modules` list that matches nothing, or names a module that is not a layer, is a config
+    error; one that partly matches is a warning."""
+    named = _target_list(method)
+    if named is None:
+        return
+    setting, targets = named
+    linears = ", ".join(linear_module_names(model))
+    unadaptable = unadaptable_targets(targets, model)
+    if unadaptable:
+        raise ConfigError(f"{setting}: {', '.join(unadaptable)} {_verb(unadaptable, 'names', 'name')} modules "
+                          f"that are not layers an adapter can wrap; name linear layers instead: {linears}")
+    unmatched = unmatched_targets(targets, model)
+    if not unmatched:
+        return
+    if len(unmatched) == len(targets):
+        raise ConfigError(f"{setting}: {', '.join(unmatched)} {_verb(unmatched, 'matches', 'match')} no module "
+                          f"of the model; its linear layers are {linears}")
+    LOG.warning("%s: %s %s no module of the model and %s left out (its linear layers are %s)",
+                setting, ", ".join(unmatched), _verb(unmatched, "matches", "match"), _verb(unmatched, "is", "are"),
+                linears)
+
+
 def apply_method(model: nn.Module, *, method: Mapping[str, Any], base: Mapping[str, Any],
                  gradient_checkpointing: bool) -> nn.Module:
     """Make the weights that the spec's `method` section trains trainable.
@@ -175,12 +264,18 @@ def apply_method(model: nn.Module, *, method: Mapping[str, Any], base: Mapping[s
     if method["type"] == "full":
         _log_trainable(model)
         return model
+    _check_targets(method, model)
     if method["quantization"] is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     elif gradient_checkpointing:
         # Frozen embeddings give outputs without grad; checkpointed blocks then need inputs that require it.
         model.enable_input_require_grads()
-    peft_model = get_peft_model(model, peft_config(method, model, base))
+    try:
+        peft_model = get_peft_model(model, peft_config(method, model, base))
+    except NoMatchingPeftModuleError as error:  # e.g. PEFT's default targets for a model type they miss
+        raise ConfigError(f"{method_name(method)} adapts no module of the model ({error}); set its "
+                          f"target_modules to some of the model's linear layers: "
+                          f"{', '.join(linear_module_names(model))}") from error
     _log_trainable(peft_model)
     return peft_model

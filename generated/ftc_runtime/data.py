@@ -29,6 +29,7 @@ from .formats import (
     ChatRenderer,
     RowError,
     Segment,
+    TemplateNotIncrementalError,
     row_segments,
 )
 
@@ -142,6 +143,9 @@ def tokenize_rows(rows: Sequence[Any], fmt: str, tokenizer: PreTrainedTokenizerB
             parsed.append(row_segments(row, fmt, render))
         except RowError as error:
             skipped[error.reason] += 1
+        except TemplateNotIncrementalError as error:  # a fault of the template, not of the row
+            raise ConfigError(f"data format chat: {error}; "
+                              "set data.train.chat_template to chatml or llama2") from error
     texts = [segment.text for segments in parsed for segment in segments]
     pieces = iter(tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
     head = [tokenizer.bos_token_id] if fmt != "chat" and adds_bos(tokenizer) else []

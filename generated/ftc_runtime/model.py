@@ -5,11 +5,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from huggingface_hub import is_offline_mode
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
@@ -18,6 +27,7 @@ from .errors import ConfigError, EnvironmentProblem
 LOG = logging.getLogger("ftc")
 
 DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+T = TypeVar("T")
 
 
 def _check_local(source: str, what: str) -> None:
@@ -32,18 +42,65 @@ def _check_local(source: str, what: str) -> None:
                           f"(relative paths are resolved against {os.getcwd()})")
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then the error it was raised from (or during), and so on."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def hub_problem(error: BaseException, source: str, what: str) -> str | None:
+    """What is wrong with `what` (`source`, a Hub id or directory) when loading it failed with `error`.
+
+    None for failures another attempt may get past (the Hub did not answer, a download broke): those
+    keep their traceback and exit 1, and the Job retries them.
+    """
+    for cause in _causes(error):
+        if isinstance(cause, GatedRepoError):
+            return (f"{what} {source!r} is a gated model: accept its license on huggingface.co and give the run "
+                    "a token of that account in HF_TOKEN")
+        if isinstance(cause, RepositoryNotFoundError):
+            return (f"{what} {source!r} is neither a local directory nor a model on the Hugging Face Hub "
+                    "(a private model needs HF_TOKEN)")
+        if isinstance(cause, RevisionNotFoundError):
+            return f"{what} {source!r}: the revision of model.revision does not exist"
+        if isinstance(cause, RemoteEntryNotFoundError):
+            return f"{what} {source!r} lacks a file that loading it needs ({str(cause).splitlines()[0]})"
+        if isinstance(cause, HFValidationError):
+            return f"{what} {source!r} is neither a local directory nor a valid Hub id ({cause})"
+        if isinstance(cause, ValueError) and "trust_remote_code" in str(cause):
+            return f"{what} {source!r} runs its own code to load: set model.trust_remote_code: true to allow it"
+        if isinstance(cause, LocalEntryNotFoundError) and is_offline_mode():
+            return (f"{what} {source!r} is not a local directory and not in the Hugging Face cache, and "
+                    "HF_HUB_OFFLINE forbids downloading it: download it first or point to a local directory")
+    return None
+
+
+def _from_pretrained(load: Callable[..., T], source: str, what: str, **kwargs: Any) -> T:
+    """`load(source, **kwargs)`, with configuration problems of `source` raised as ConfigError."""
+    try:
+        return load(source, **kwargs)
+    except (OSError, ValueError) as error:
+        problem = hub_problem(error, source, what)
+        if problem is None:
+            raise
+        raise ConfigError(problem) from error
+
+
 def load_tokenizer(*, model: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     """The tokenizer of `model.tokenizer` (or of the model itself), with a pad token and right padding.
 
     `model` is the spec's `model` section.
     """
     source = model["tokenizer"] or model["name_or_path"]
-    _check_local(source, "model.tokenizer" if model["tokenizer"] else "model.name_or_path")
-    tokenizer = AutoTokenizer.from_pretrained(
-        source,
-        revision=model["revision"] if model["tokenizer"] is None else None,
-        trust_remote_code=model["trust_remote_code"],
-    )
+    what = "model.tokenizer" if model["tokenizer"] else "model.name_or_path"
+    _check_local(source, what)
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, source, what,
+                                 revision=model["revision"] if model["tokenizer"] is None else None,
+                                 trust_remote_code=model["trust_remote_code"])
     if tokenizer.pad_token is None:
         # Reuse an existing token rather than adding one: a new token would grow the embedding matrix
         # (and every saved adapter); pad positions are masked out of attention and loss anyway.
@@ -148,7 +205,7 @@ def load_model(*, model: Mapping[str, Any], method: Mapping[str, Any], precision
             # bitsandbytes quantizes while loading onto the device; each process loads onto its own GPU.
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     _zero3_communication()
-    loaded = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    loaded = _from_pretrained(AutoModelForCausalLM.from_pretrained, source, "model.name_or_path", **kwargs)
     loaded.config.use_cache = False  # no KV cache while training (the smoke check turns it back on)
     LOG.info("model: %s (%s, %s%s)", source, kwargs["dtype"], attention,
              f", {quantization['bits']}-bit" if "quantization_config" in kwargs else "")

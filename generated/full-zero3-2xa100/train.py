@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '64ca2fa2b2276bb0cc9cbd649f796a9938dbb7271c89fea803f526e141e89c51',
+PLAN = {'derived': {'content_hash': '33c1f6b8eab096fae6f29243efb2c64dd64bcc120b4bc0d66d45fa5d7670f611',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-64ca2fa2b2',
+             'workload_name': 'llama2-7b-full-33c1f6b8ea',
              'world_size': 2},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '43c01797b5267d9fadae2c6b0471dfa0fac536081e277214bd52f6e14e82903b',
+PLAN = {'derived': {'content_hash': '8702b72291893906e513546fbb3c75ef2e56c84d06ff415e8082d5ac6eeb9e98',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-2node-43c01797b5',
+             'workload_name': 'llama2-7b-lora-2node-8702b72291',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '6347399bf47062a1f5975df824c33db13e5b78336ce8be16c50fcbda652b9ffb',
+PLAN = {'derived': {'content_hash': '1709889224370df7c628bca12d2d6af66f58b9bb2c706174e0e96ffb298e2b9f',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-6347399bf4',
+             'workload_name': 'llama2-7b-lora-1709889224',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'e3c69275f3c17478f3eeac73603a732de0ade707c975a96bd2846087919320d4',
+PLAN = {'derived': {'content_hash': 'd933c262010ccc99e350bed0dea0cbaf0948d47f4574925778e5cc0a8ff15650',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-qlora-e3c69275f3',
+             'workload_name': 'llama2-7b-qlora-d933c26201',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

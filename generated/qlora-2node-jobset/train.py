@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'c2078a47edba1eea09b027a3e3c31f52a972684a0e3bd0ed490ddc408c48e688',
+PLAN = {'derived': {'content_hash': '1307595b6ab9530c11d2b8f25dfb297d14b3fbd316d01131f96d5eb44b200500',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-qlora-jobset-c2078a47ed',
+             'workload_name': 'llama2-13b-qlora-jobset-1307595b6a',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

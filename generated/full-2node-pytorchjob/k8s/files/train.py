@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '1f7e728a7cab034917ab2933e413ede6d21589a395d27992009bb122c0251c43',
+PLAN = {'derived': {'content_hash': '2ac7a04baae77966044a87cc71d8029d2ea616f715ea56b9bf81d719c8a74148',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 128,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2node-1f7e728a7c',
+             'workload_name': 'llama2-7b-full-2node-2ac7a04baa',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'dbf858be233cf1a60f9ba3a5b766a324119e9c78ee8f41e196731e04d933b078',
+PLAN = {'derived': {'content_hash': 'd63a9c64537706fdafce97c4920bc1eb95ff3cce072f2bd69f6aec15e9e52f53',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-lora-trainjob-dbf858be23',
+             'workload_name': 'llama2-13b-lora-trainjob-d63a9c6453',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '6a75e15c2613b9be6d5de3acd4e3df4a4dbd5ae9b0dc1f7c2370b9b8115c313c',
+PLAN = {'derived': {'content_hash': '4422315da31ff866678481a7bd43b951315699136a9d54374ce9725502ac70df',
              'deepspeed_config': None,
              'global_batch_size': 8,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'tiny-cpu-6a75e15c26',
+             'workload_name': 'tiny-cpu-4422315da3',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
