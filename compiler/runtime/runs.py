@@ -109,7 +109,7 @@ def mismatch_message(planned: Mapping[str, Any], found: Found, theirs: Mapping[s
     differ = "; ".join(differing_fields(planned["fields"], theirs.get("fields", {}))) or "(fields not recorded)"
     return (f"{place} {found.where} holds {what} (identity {_short(str(theirs.get('identity')))}), "
             f"this plan is identity {_short(planned['identity'])}; settings that differ (there -> here): {differ}. "
-            "Its checkpoints cannot be resumed with these settings and are left as they are: use a new "
+            "That run cannot be continued with these settings, and its files are left as they are: use a new "
             "output.dir and checkpointing.storage uri, or remove that run's files yourself "
             "(checkpointing.resume: never refuses a place that holds checkpoints too)")
 
