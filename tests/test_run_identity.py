@@ -352,3 +352,24 @@ def test_a_stop_during_the_final_upload_is_finished_without_training(tiny: Tiny,
     marker = json.loads(s3_client(s3_endpoint).get_object(Bucket=bucket, Key=f"run/{RESULTS_MARKER}")["Body"].read())
     assert marker["global_step"] == 4 and marker["run"]["identity"] == json.loads(
         (output / RUN_RECORD).read_text(encoding="utf-8"))["identity"]
+
+
+@pytest.mark.slow
+def test_a_stop_after_the_last_checkpoint_trains_no_further_step(tiny: Tiny, tmp_path: Path) -> None:
+    """Stopped after sealing the last checkpoint but before the results: the restart only writes them."""
+    log = tmp_path / "train.log"
+    script, output = _job(tiny, tmp_path, None, None)
+    assert _run(script, log)[0] == 0
+    finished = _metrics(output)
+    for name in (RESULTS_MARKER, "metrics.json"):
+        (output / name).unlink()
+    shutil.rmtree(output / "final")
+    code, text = _run(script, log)
+    assert code == 0, text
+    assert f"resuming from {output / 'checkpoint-4'} at step 4 (local)" in text
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert "'loss':" not in text and "no step left to train" in text
+    again = _metrics(output)
+    assert again["global_step"] == 4 and abs(again["eval_loss"] - finished["eval_loss"]) <= 1e-6
+    assert json.loads((output / RESULTS_MARKER).read_text(encoding="utf-8"))["global_step"] == 4
+    assert (output / "final" / "adapter_model.safetensors").is_file()
