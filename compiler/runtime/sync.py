@@ -1,7 +1,8 @@
 """Checkpoints across processes, nodes and remote storage: sealing, background upload, choosing a resume point.
 
-- seal: once every process has written its part of `checkpoint-N`, each node's main process writes
-  its marker (checkpoints.py) and hands the checkpoint to its uploader.
+- seal: once every process has written its part of `checkpoint-N`, each node's main process copies
+  the run's record (ftc-run.json, see runs.py) into it, writes its marker (checkpoints.py) and hands
+  the checkpoint to its uploader.
 - Uploader: a thread that uploads the newest sealed checkpoint while training goes on, retrying with
   backoff while the store is unreachable; a newer checkpoint supersedes one still waiting. After each
   upload, node 0 applies the remote retention (`checkpointing.keep_last`).

@@ -240,7 +240,8 @@ def train(trainer: FtcTrainer, *, resume: str) -> TrainResult:
     Trainer save a checkpoint at that step's end and stop. The checkpoint is uploaded (waiting as long
     as it takes), and the run ends with exit code 128 + the signal (143 for SIGTERM) without saving
     final weights; the next start resumes from that checkpoint. At the normal end the last checkpoint
-    is uploaded before the final weights are saved.
+    is uploaded before the final weights are saved. check_run (runs.py) has made sure beforehand that
+    the checkpoints there belong to this run (the same identity) and that the run has not finished.
     """
     sync = trainer.checkpoint_sync
     start: Path | None = None
