@@ -56,9 +56,9 @@ def test_every_step_is_handed_the_parts_of_the_plan_it_reads(tiny: Tiny, tmp_pat
                 if isinstance(node, ast.FunctionDef) and node.name == "main")
     calls = [node for node in ast.walk(main) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
     steps = {call.func.id: call for call in calls if call.func.id in ftc.runtime.__all__}  # type: ignore[union-attr]
-    assert set(steps) == {"setup", "make_training_arguments", "load_tokenizer", "choose_attention", "prepare_data",
-                          "load_model", "apply_method", "pack_for_model", "build_trainer", "train", "save_final",
-                          "write_metrics", "upload_results", "smoke_generate"}
+    assert set(steps) == {"setup", "make_training_arguments", "check_run", "load_tokenizer", "choose_attention",
+                          "prepare_data", "load_model", "apply_method", "pack_for_model", "build_trainer", "train",
+                          "save_final", "write_metrics", "upload_results", "smoke_generate"}
     for name, call in steps.items():
         handed = [*call.args, *(keyword.value for keyword in call.keywords)]
         whole = [ast.unparse(value) for value in handed if isinstance(value, ast.Name) and value.id in ("PLAN", "SPEC")]

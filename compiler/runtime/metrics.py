@@ -1,4 +1,4 @@
-"""`<output.dir>/metrics.json`: what the run did, in numbers (sorted keys, rewritten by every run).
+"""`<output.dir>/metrics.json`: what the run did, in numbers (sorted keys; an extended run rewrites it).
 
 Keys:
 - global_step, train_loss (Trainer's mean over this run's steps), train_runtime_seconds,

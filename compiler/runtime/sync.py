@@ -1,7 +1,8 @@
 """Checkpoints across processes, nodes and remote storage: sealing, background upload, choosing a resume point.
 
-- seal: once every process has written its part of `checkpoint-N`, each node's main process writes
-  its marker (checkpoints.py) and hands the checkpoint to its uploader.
+- seal: once every process has written its part of `checkpoint-N`, each node's main process copies
+  the run's record (ftc-run.json, see runs.py) into it, writes its marker (checkpoints.py) and hands
+  the checkpoint to its uploader.
 - Uploader: a thread that uploads the newest sealed checkpoint while training goes on, retrying with
   backoff while the store is unreachable; a newer checkpoint supersedes one still waiting. After each
   upload, node 0 applies the remote retention (`checkpointing.keep_last`).
@@ -17,21 +18,20 @@ all of theirs.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .checkpoints import complete_local, marker_name, remove_torn, write_marker
+from .checkpoints import RUN_RECORD, complete_local, marker_name, remove_torn, write_marker
 from .errors import ConfigError, StorageUnavailable
-from .storage import RemoteStore, Retry
-
-if TYPE_CHECKING:
-    from .trainer import FtcTrainer
+from .storage import RESULTS_MARKER, RemoteStore, Retry
 
 LOG = logging.getLogger("ftc")
 
@@ -184,6 +184,8 @@ class CheckpointSync:
         """Called by every process after a checkpoint save: marker, then background upload."""
         barrier()  # every process has written its files
         if self.topology.local_main:
+            if (self.output_dir / RUN_RECORD).is_file():  # the run's identity travels with the checkpoint
+                shutil.copyfile(self.output_dir / RUN_RECORD, directory / RUN_RECORD)
             write_marker(directory, step, self.topology.node, self.topology.nodes)
             if self.uploader is not None:
                 self.uploader.submit(step, directory)
@@ -265,19 +267,16 @@ class CheckpointSync:
         """Upload final/, merged/, metrics.json and the loss curve (node 0's main process; synchronous)."""
         if self.store is None or not self.topology.global_main:
             return []
-        names = [name for name in RESULT_NAMES if (self.output_dir / name).exists()]
-        retry = Retry(budget=FINAL_UPLOAD_SECONDS, first=self.store.retry.first, cap=self.store.retry.cap)
-        started = time.monotonic()
-        uploaded = self.store.call("uploading the results", lambda: self.store.upload_results(self.output_dir, names),
-                                   retry)
-        LOG.info("uploaded %s to %s in %.1f s", ", ".join(names), self.store.uri, time.monotonic() - started)
-        return uploaded
+        return upload_result_files(self.store, self.output_dir)
 
 
-def upload_results(trainer: FtcTrainer) -> list[str]:
-    """train.py's last storage step: the results of a finished run go next to its checkpoints.
-
-    They go to `checkpointing.storage` through the trainer's CheckpointSync (see build_trainer);
-    nothing is uploaded without a storage.
-    """
-    return trainer.checkpoint_sync.upload_results()
+def upload_result_files(store: RemoteStore, output_dir: Path) -> list[str]:
+    """Upload the results of the output dir that exist, then the results marker (with output.dir's record)."""
+    names = [name for name in RESULT_NAMES if (output_dir / name).exists()]
+    local_marker = output_dir / RESULTS_MARKER
+    record = json.loads(local_marker.read_text(encoding="utf-8")) if local_marker.is_file() else {}
+    retry = Retry(budget=FINAL_UPLOAD_SECONDS, first=store.retry.first, cap=store.retry.cap)
+    started = time.monotonic()
+    uploaded = store.call("uploading the results", lambda: store.upload_results(output_dir, names, record), retry)
+    LOG.info("uploaded %s to %s in %.1f s", ", ".join(names), store.uri, time.monotonic() - started)
+    return uploaded

@@ -2,7 +2,7 @@
 
 Copied next to train.py as `ftc_runtime/`, so it imports only itself (relatively) and the training
 stack (torch, transformers, peft, datasets). train.py calls, in order: setup, make_training_arguments,
-load_tokenizer, choose_attention, prepare_data, load_model, apply_method, pack_for_model,
+check_run, load_tokenizer, choose_attention, prepare_data, load_model, apply_method, pack_for_model,
 build_trainer, train, save_final, write_metrics, upload_results, smoke_generate. Each step takes, as
 keyword arguments, the sections of the plan it reads (plain dicts of plan.json, such as the spec's
 `model` or `method` section) or single values of it, next to the objects earlier steps made.
@@ -24,6 +24,7 @@ _EXPORTS = {
     "TrainResult": ".trainer",
     "apply_method": ".methods",
     "build_trainer": ".trainer",
+    "check_run": ".runs",
     "choose_attention": ".model",
     "exit_codes": ".errors",
     "load_model": ".model",
@@ -35,7 +36,7 @@ _EXPORTS = {
     "setup": ".environment",
     "smoke_generate": ".save",
     "train": ".trainer",
-    "upload_results": ".sync",
+    "upload_results": ".runs",
     "write_metrics": ".metrics",
 }
 
@@ -47,6 +48,7 @@ __all__ = [
     "TrainResult",
     "apply_method",
     "build_trainer",
+    "check_run",
     "choose_attention",
     "exit_codes",
     "load_model",
@@ -70,8 +72,8 @@ if TYPE_CHECKING:
     from .metrics import write_metrics
     from .model import choose_attention, load_model, load_tokenizer
     from .packing import pack_for_model
+    from .runs import check_run, upload_results
     from .save import SavedModel, save_final, smoke_generate
-    from .sync import upload_results
     from .trainer import TrainResult, build_trainer, make_training_arguments, train
 
 

@@ -25,6 +25,8 @@ LOG = logging.getLogger("ftc")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 MARKER = re.compile(r"^ftc-complete\.node(\d+)\.json$")
 MARKER_FORMAT = 1
+# The run's identity record (see runs.py), copied into every checkpoint before its markers are written.
+RUN_RECORD = "ftc-run.json"
 
 
 def marker_name(node: int) -> str:

@@ -5,7 +5,8 @@ Layout under the storage URI, the same as in the output dir:
     <uri>/checkpoint-N/<files>                    uploaded first
     <uri>/checkpoint-N/ftc-complete.node<K>.json  uploaded last, one per node (see checkpoints.py)
     <uri>/final/, <uri>/merged/, <uri>/metrics.json, <uri>/loss_curve.png   results of a finished run
-    <uri>/ftc-results.json                        written after the results, listing them
+    <uri>/ftc-run.json, <uri>/checkpoint-N/ftc-run.json   the run's identity (see runs.py)
+    <uri>/ftc-results.json                        written after the results, listing them: the run is finished
 
 Credentials come from the environment or the pod's identity (AWS_* variables, IRSA/EKS Pod Identity,
 GOOGLE_APPLICATION_CREDENTIALS, Workload Identity), never from the spec. Every call is retried with
@@ -277,8 +278,14 @@ class RemoteStore:
 
     # Results of a finished run
 
-    def upload_results(self, output_dir: Path, names: Iterable[str]) -> list[str]:
-        """Upload the named files and directories of the output dir, then RESULTS_MARKER listing them."""
+    def upload_results(self, output_dir: Path, names: Iterable[str], record: Mapping[str, Any]) -> list[str]:
+        """Upload the named files and directories of the output dir, then RESULTS_MARKER listing them.
+
+        `record` (output.dir's ftc-results.json: the run and its final step) goes into the marker too.
+        An earlier marker is removed first, so that results being replaced never look finished.
+        """
+        if RESULTS_MARKER in self.listing(""):
+            self.delete([RESULTS_MARKER])
         uploaded: dict[str, int] = {}
         for name in names:
             path = output_dir / name
@@ -287,6 +294,7 @@ class RemoteStore:
                 relative = file.relative_to(output_dir).as_posix()
                 self.upload_file(file, relative)
                 uploaded[relative] = file.stat().st_size
-        self.write(RESULTS_MARKER, (json.dumps({"files": uploaded}, indent=1, sort_keys=True) + "\n").encode())
+        marker = {**record, "files": uploaded}
+        self.write(RESULTS_MARKER, (json.dumps(marker, indent=1, sort_keys=True) + "\n").encode())
         return sorted(uploaded)
 

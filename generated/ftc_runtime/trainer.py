@@ -105,6 +105,15 @@ class FtcTrainer(Trainer):
         self.checkpoint_sync.seal(directory, self.state.global_step)
         LOG.info("saved checkpoint-%d in %.2f s", self.state.global_step, time.monotonic() - started)
 
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        if 0 < self.state.max_steps <= self.state.global_step:
+            # Resumed from the checkpoint of the last step (the run stopped after it, before its results
+            # were written): nothing is left to train. transformers would run one more step.
+            LOG.info("checkpoint-%d is the last step: no step left to train", self.state.global_step)
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def training_step(self, model: nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
         mask = inputs.get("attention_mask")
@@ -231,7 +240,8 @@ def train(trainer: FtcTrainer, *, resume: str) -> TrainResult:
     Trainer save a checkpoint at that step's end and stop. The checkpoint is uploaded (waiting as long
     as it takes), and the run ends with exit code 128 + the signal (143 for SIGTERM) without saving
     final weights; the next start resumes from that checkpoint. At the normal end the last checkpoint
-    is uploaded before the final weights are saved.
+    is uploaded before the final weights are saved. check_run (runs.py) has made sure beforehand that
+    the checkpoints there belong to this run (the same identity) and that the run has not finished.
     """
     sync = trainer.checkpoint_sync
     start: Path | None = None

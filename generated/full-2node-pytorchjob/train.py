@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # ftc_runtime/ sits ne
 from ftc_runtime import (
     apply_method,
     build_trainer,
+    check_run,
     choose_attention,
     exit_codes,
     load_model,
@@ -41,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '2ac7a04baae77966044a87cc71d8029d2ea616f715ea56b9bf81d719c8a74148',
+PLAN = {'derived': {'content_hash': '2854a23ac3b14599295c85b029b4c3c705281a7fd1ecb6c3644ab6fc9356f123',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 128,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2node-2ac7a04baa',
+             'workload_name': 'llama2-7b-full-2node-2854a23ac3',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -177,6 +178,11 @@ def main() -> int:
           output=SPEC["output"], monitoring=SPEC["monitoring"], checkpointing=SPEC["checkpointing"],
           derived=PLAN["derived"])
     args = make_training_arguments(TRAINING_ARGUMENTS, HERE)  # before the model: ZeRO-3 loads partitioned
+    # another run in output.dir or the storage: exit 3; this run finished already: nothing to do
+    if check_run(model=SPEC["model"], method=SPEC["method"], data=SPEC["data"], training=SPEC["training"],
+                 performance=SPEC["performance"], resources=SPEC["resources"], derived=PLAN["derived"],
+                 output=SPEC["output"], checkpointing=SPEC["checkpointing"]):
+        return 0
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
@@ -198,7 +204,7 @@ def main() -> int:
     write_metrics(trainer, result, data, attention=attention, name=SPEC["metadata"]["name"],
                   method_type=SPEC["method"]["type"], ftc_version=PLAN["ftc_version"],
                   content_hash=PLAN["derived"]["content_hash"])
-    upload_results(trainer)  # final/, merged/, metrics: next to the checkpoints in checkpointing.storage
+    upload_results(trainer)  # ftc-results.json marks the run finished; results go next to the checkpoints
     del model, trainer  # free the training state before loading the saved result
     smoke_generate(saved, data, attention=attention, model=SPEC["model"], method=SPEC["method"],
                    precision=SPEC["training"]["precision"])

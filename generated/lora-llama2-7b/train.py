@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # ftc_runtime/ sits ne
 from ftc_runtime import (
     apply_method,
     build_trainer,
+    check_run,
     choose_attention,
     exit_codes,
     load_model,
@@ -41,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '1709889224370df7c628bca12d2d6af66f58b9bb2c706174e0e96ffb298e2b9f',
+PLAN = {'derived': {'content_hash': '00bb9a21cebcc8e0d0103dca7333fe960ed09c800bb65a8abab5928a83b19a9a',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-1709889224',
+             'workload_name': 'llama2-7b-lora-00bb9a21ce',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -175,6 +176,11 @@ def main() -> int:
           output=SPEC["output"], monitoring=SPEC["monitoring"], checkpointing=SPEC["checkpointing"],
           derived=PLAN["derived"])
     args = make_training_arguments(TRAINING_ARGUMENTS, HERE)  # before the model: ZeRO-3 loads partitioned
+    # another run in output.dir or the storage: exit 3; this run finished already: nothing to do
+    if check_run(model=SPEC["model"], method=SPEC["method"], data=SPEC["data"], training=SPEC["training"],
+                 performance=SPEC["performance"], resources=SPEC["resources"], derived=PLAN["derived"],
+                 output=SPEC["output"], checkpointing=SPEC["checkpointing"]):
+        return 0
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
@@ -196,7 +202,7 @@ def main() -> int:
     write_metrics(trainer, result, data, attention=attention, name=SPEC["metadata"]["name"],
                   method_type=SPEC["method"]["type"], ftc_version=PLAN["ftc_version"],
                   content_hash=PLAN["derived"]["content_hash"])
-    upload_results(trainer)  # final/, merged/, metrics: next to the checkpoints in checkpointing.storage
+    upload_results(trainer)  # ftc-results.json marks the run finished; results go next to the checkpoints
     del model, trainer  # free the training state before loading the saved result
     smoke_generate(saved, data, attention=attention, model=SPEC["model"], method=SPEC["method"],
                    precision=SPEC["training"]["precision"])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # ftc_runtime/ sits ne
 from ftc_runtime import (
     apply_method,
     build_trainer,
+    check_run,
     choose_attention,
     exit_codes,
     load_model,
@@ -41,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'd63a9c64537706fdafce97c4920bc1eb95ff3cce072f2bd69f6aec15e9e52f53',
+PLAN = {'derived': {'content_hash': 'f4e0dbb817f9d90155d585abca743706915ff4309b9f18d005e0a0acdc79cfdd',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-lora-trainjob-d63a9c6453',
+             'workload_name': 'llama2-13b-lora-trainjob-f4e0dbb817',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -178,6 +179,11 @@ def main() -> int:
           output=SPEC["output"], monitoring=SPEC["monitoring"], checkpointing=SPEC["checkpointing"],
           derived=PLAN["derived"])
     args = make_training_arguments(TRAINING_ARGUMENTS, HERE)  # before the model: ZeRO-3 loads partitioned
+    # another run in output.dir or the storage: exit 3; this run finished already: nothing to do
+    if check_run(model=SPEC["model"], method=SPEC["method"], data=SPEC["data"], training=SPEC["training"],
+                 performance=SPEC["performance"], resources=SPEC["resources"], derived=PLAN["derived"],
+                 output=SPEC["output"], checkpointing=SPEC["checkpointing"]):
+        return 0
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
@@ -199,7 +205,7 @@ def main() -> int:
     write_metrics(trainer, result, data, attention=attention, name=SPEC["metadata"]["name"],
                   method_type=SPEC["method"]["type"], ftc_version=PLAN["ftc_version"],
                   content_hash=PLAN["derived"]["content_hash"])
-    upload_results(trainer)  # final/, merged/, metrics: next to the checkpoints in checkpointing.storage
+    upload_results(trainer)  # ftc-results.json marks the run finished; results go next to the checkpoints
     del model, trainer  # free the training state before loading the saved result
     smoke_generate(saved, data, attention=attention, model=SPEC["model"], method=SPEC["method"],
                    precision=SPEC["training"]["precision"])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # ftc_runtime/ sits ne
 from ftc_runtime import (
     apply_method,
     build_trainer,
+    check_run,
     choose_attention,
     exit_codes,
     load_model,
@@ -41,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '1307595b6ab9530c11d2b8f25dfb297d14b3fbd316d01131f96d5eb44b200500',
+PLAN = {'derived': {'content_hash': '8197f838e9cbb2983182971d2b5219f494548f79f39d266e9dca1eb2f17de941',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-qlora-jobset-1307595b6a',
+             'workload_name': 'llama2-13b-qlora-jobset-8197f838e9',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -181,6 +182,11 @@ def main() -> int:
           output=SPEC["output"], monitoring=SPEC["monitoring"], checkpointing=SPEC["checkpointing"],
           derived=PLAN["derived"])
     args = make_training_arguments(TRAINING_ARGUMENTS, HERE)  # before the model: ZeRO-3 loads partitioned
+    # another run in output.dir or the storage: exit 3; this run finished already: nothing to do
+    if check_run(model=SPEC["model"], method=SPEC["method"], data=SPEC["data"], training=SPEC["training"],
+                 performance=SPEC["performance"], resources=SPEC["resources"], derived=PLAN["derived"],
+                 output=SPEC["output"], checkpointing=SPEC["checkpointing"]):
+        return 0
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
@@ -202,7 +208,7 @@ def main() -> int:
     write_metrics(trainer, result, data, attention=attention, name=SPEC["metadata"]["name"],
                   method_type=SPEC["method"]["type"], ftc_version=PLAN["ftc_version"],
                   content_hash=PLAN["derived"]["content_hash"])
-    upload_results(trainer)  # final/, merged/, metrics: next to the checkpoints in checkpointing.storage
+    upload_results(trainer)  # ftc-results.json marks the run finished; results go next to the checkpoints
     del model, trainer  # free the training state before loading the saved result
     smoke_generate(saved, data, attention=attention, model=SPEC["model"], method=SPEC["method"],
                    precision=SPEC["training"]["precision"])
