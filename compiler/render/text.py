@@ -77,7 +77,7 @@ def json_text(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-DO_NOT_EDIT = "Do not edit: change the spec and run `ftc compile`."
+DO_NOT_EDIT = "Do not edit: change the spec, then `ftc compile SPEC -o DIR` rewrites this file."
 
 
 def provenance(plan: Plan) -> str:
