@@ -1,4 +1,10 @@
-"""Names of the files and directories ftc writes into out/ (one place, read by every stage)."""
+"""Names of the files and directories ftc writes into out/ (one place, read by every stage), and the
+package files the output is rendered from."""
+
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from types import MappingProxyType
 
 MANIFEST = "ftc-manifest.json"
 RUNTIME_DIR = "ftc_runtime"
@@ -9,3 +15,14 @@ ACCELERATE_CONFIG = "accelerate_config.yaml"
 PLAN = "plan.json"
 TRAIN_SCRIPT = "train.py"
 K8S_DIR = "k8s"
+
+
+@cache
+def package_texts(package: str, suffix: str) -> Mapping[str, str]:
+    """{file name: text} of the files of `package` ending in `suffix`, sorted by name, read once.
+
+    Read as package resources, not imported: most runtime modules import torch.
+    """
+    entries = sorted(resources.files(package).iterdir(), key=lambda e: e.name)
+    return MappingProxyType({e.name: e.read_text(encoding="utf-8") for e in entries
+                             if e.is_file() and e.name.endswith(suffix)})

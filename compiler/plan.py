@@ -16,11 +16,10 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal, Union
 
 from . import __version__, resolve
-from .out_files import DEEPSPEED_CONFIG
+from .out_files import DEEPSPEED_CONFIG, package_texts
 from .spec_types import (
     Adapter,
     Architecture,
@@ -174,10 +173,9 @@ def code_fingerprint() -> str:
     """
     digest = hashlib.sha256()
     for package, suffix in (("ftc.runtime", ".py"), ("ftc.templates", ".j2")):
-        for entry in sorted(resources.files(package).iterdir(), key=lambda e: e.name):
-            if entry.is_file() and entry.name.endswith(suffix):
-                digest.update(f"{package}/{entry.name}\0".encode())
-                digest.update(entry.read_bytes())
+        for name, text in package_texts(package, suffix).items():
+            digest.update(f"{package}/{name}\0".encode())
+            digest.update(text.encode("utf-8"))
     return digest.hexdigest()
 
 

@@ -1,7 +1,7 @@
 """Rewrite generated/ from examples/*.yaml: the golden outputs tests/test_golden.py compares (`make regen`).
 
-generated/<example>/ holds what `ftc compile` writes for the example except the runtime package, which is
-the same for every spec and kept once in generated/ftc_runtime/ (layout and listing: tests/golden.py).
+generated/<example>/ holds what `ftc compile` writes for the example except the files that only copy
+something else: the runtime package and the Kubernetes bundle (layout and listing: tests/golden.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "tests"))  # tests/ is not a package
-    from golden import EXAMPLES, GENERATED, golden_trees, write_tree
+    from golden import EXAMPLES, GENERATED, split, write_tree
 
     status = write_spec_types()  # compiler/spec_types.py from the schema
     (ROOT / "docs" / "diagnostics.md").write_text(codes.markdown(), encoding="utf-8")
@@ -34,7 +34,7 @@ def main() -> int:
         compiled[spec.stem] = result.files
     if failed:
         return 1  # nothing is rewritten while an example does not compile
-    trees = golden_trees(compiled)
+    trees = {example: split(files)[0] for example, files in compiled.items()}
     # generated/ belongs to this script: hand edits there are overwritten, unknown entries removed.
     for entry in sorted(GENERATED.iterdir()) if GENERATED.is_dir() else []:
         if entry.name not in trees:

@@ -1,8 +1,9 @@
 """The golden outputs under generated/, one listing read by tests/test_golden.py and scripts/regen.py.
 
-generated/<example>/     what `ftc compile examples/<example>.yaml` writes, except the runtime package;
-generated/ftc_runtime/   the runtime package, once: every example's ftc_runtime/ and, with Kubernetes,
-                         k8s/files/ftc_runtime/ are byte-for-byte copies of it (it does not depend on the spec).
+generated/<example>/ holds what `ftc compile examples/<example>.yaml` writes, less what is a copy of
+something else and so would only repeat it: the runtime package (`ftc_runtime/`, copied verbatim from
+compiler/runtime/, the same for every spec) and the Kubernetes bundle (`k8s/files/<path>`, a verbatim copy
+of `<path>` in the same output). tests/test_golden.py checks those copies against what they copy.
 """
 
 from __future__ import annotations
@@ -11,42 +12,34 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ftc.out_files import RUNTIME_DIR, TRAIN_SCRIPT
+from ftc.k8s.manifests import FILES_SUBDIR
+from ftc.out_files import K8S_DIR, RUNTIME_DIR, TRAIN_SCRIPT
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 GENERATED = ROOT / "generated"
-RUNTIME_SNAPSHOT = GENERATED / RUNTIME_DIR
+RUNTIME_SOURCE = ROOT / "compiler" / "runtime"
+BUNDLE_PREFIX = f"{K8S_DIR}/{FILES_SUBDIR}/"
 
 
-def split(files: Mapping[str, str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """A compiled tree as (the spec-dependent files, {directory of a runtime copy: {name: text}})."""
-    own: dict[str, str] = {}
-    copies: dict[str, dict[str, str]] = {}
-    for rel, text in files.items():
-        directory, _, name = rel.rpartition("/")
-        if directory == RUNTIME_DIR or directory.endswith(f"/{RUNTIME_DIR}"):
-            copies.setdefault(directory, {})[name] = text
-        else:
-            own[rel] = text
-    return own, copies
+def is_copy(rel: str) -> bool:
+    """Whether an output path is a copy (of the runtime source, or of another output file)."""
+    return rel.startswith(BUNDLE_PREFIX) or rel.startswith(f"{RUNTIME_DIR}/")
 
 
-def golden_trees(compiled: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
-    """{directory under generated/: {path: text}} for {example name: its compiled files}."""
-    trees: dict[str, dict[str, str]] = {}
-    runtime: dict[str, str] | None = None
-    for example, files in compiled.items():
-        own, copies = split(files)
-        trees[example] = own
-        for directory, copy in copies.items():
-            if runtime is not None and copy != runtime:
-                raise ValueError(f"{example}: {directory}/ differs from the other runtime copies")
-            runtime = copy
-    if runtime is None:
-        raise ValueError("no example holds a runtime copy")
-    trees[RUNTIME_DIR] = runtime
-    return trees
+def split(files: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A compiled tree as (the files kept under generated/, the copies left out)."""
+    own = {rel: text for rel, text in files.items() if not is_copy(rel)}
+    return own, {rel: text for rel, text in files.items() if is_copy(rel)}
+
+
+def original_of(rel: str, own: Mapping[str, str]) -> str:
+    """The text a copied output file must equal: the runtime source, or the output file it copies."""
+    if rel.startswith(BUNDLE_PREFIX):
+        rel = rel[len(BUNDLE_PREFIX):]
+    if rel.startswith(f"{RUNTIME_DIR}/"):
+        return (RUNTIME_SOURCE / rel[len(RUNTIME_DIR) + 1:]).read_text(encoding="utf-8")
+    return own[rel]
 
 
 def read_tree(root: Path) -> dict[str, bytes]:

@@ -10,7 +10,6 @@ so it runs on the compile path. docs/estimate.md documents every formula and con
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..gpus import GPUS
@@ -114,7 +113,7 @@ _CACHE: dict[str, Estimate | str] = {}
 
 def spec_only_estimate(plan: Plan) -> Estimate | str:
     """The compile-time estimate (no local files), or why there is none. Cached: check and render share it."""
-    key = json.dumps(plan.to_dict()["spec"], sort_keys=True)
+    key = plan.derived.content_hash  # the hash of the resolved spec: equal plans share one estimate
     cached = _CACHE.get(key)
     if cached is None:
         try:

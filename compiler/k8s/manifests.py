@@ -37,6 +37,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..out_files import K8S_DIR
 from ..plan import Plan
 from ..render import yamlio
 from ..render.text import comment_header
@@ -48,7 +49,6 @@ from .kubeflow import build_pytorchjob, build_trainjob
 from .rules import kubernetes_problems
 from .targets import TARGETS, supports
 
-K8S_DIR = "k8s"
 FILES_SUBDIR = "files"
 KUSTOMIZE_CONFIG = "kustomizeconfig.yaml"
 CONFIGMAP_MAX_BYTES = 1024 * 1024

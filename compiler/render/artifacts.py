@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from importlib import resources
 
 from ..estimate import report as estimate_report
 from ..k8s.manifests import render_kubernetes
-from ..out_files import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT
+from ..out_files import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT, package_texts
 from ..plan import Plan
 from . import configs, requirements
 from .readme import readme
@@ -21,12 +20,9 @@ def runtime_files() -> dict[str, str]:
 
     Copied verbatim, without the provenance header of the other files: the runtime is the same for
     every spec. The manifest lists these files with their sha256 like every other, so a hand edit
-    is still found. Read as package resources, not imported: most runtime modules import torch.
+    is still found.
     """
-    package = resources.files("ftc").joinpath("runtime")
-    return {f"{RUNTIME_DIR}/{entry.name}": entry.read_text(encoding="utf-8")
-            for entry in sorted(package.iterdir(), key=lambda e: e.name)
-            if entry.is_file() and entry.name.endswith(".py")}
+    return {f"{RUNTIME_DIR}/{name}": text for name, text in package_texts("ftc.runtime", ".py").items()}
 
 
 def train_script(plan: Plan) -> str:
