@@ -25,6 +25,7 @@ from .spec_types import (
     Architecture,
     Checkpointing,
     Data,
+    DataSource,
     DeepSpeed,
     EarlyStopping,
     Kubernetes,
@@ -43,7 +44,6 @@ from .spec_types import (
     Spec,
     Storage,
     Toleration,
-    TrainData,
     Training,
     Validation,
     Wandb,
@@ -56,7 +56,7 @@ Targets = typing.get_type_hints(Lora)["target_modules"]
 __all__ = [
     "Adapter", "Architecture", "Checkpointing", "Data", "DeepSpeed", "Derived", "EarlyStopping", "Kubernetes",
     "Lora", "Metadata", "Method", "Mlflow", "Model", "Monitoring", "Output", "Performance", "Plan", "Prompt",
-    "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Targets", "Toleration", "TrainData", "Training",
+    "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Targets", "Toleration", "DataSource", "Training",
     "Validation", "Wandb", "WorkloadIdentity", "content_hash", "make_plan",
 ]
 

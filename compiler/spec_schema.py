@@ -19,13 +19,45 @@ def schema_text() -> str:
     return _schema_text()
 
 
+DEF_MARK = "x-def"  # set on each inlined definition: the name of the `$defs` entry it came from
+
+
+def inline_refs(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with every local `{"$ref": "#/$defs/NAME"}` replaced by a copy of that definition.
+
+    Keywords beside a `$ref` (a description, a default) override the definition's own. The copy is
+    marked with `x-def: NAME` (so generated types share one class) and `$defs` is dropped: every
+    consumer (validation, defaults, error locations, the typed spec) then walks one plain tree.
+    Hand-written rather than a jsonschema `referencing` registry: defaults and error locations are
+    read by walking `properties`, which a registry does not do.
+    """
+    definitions: dict[str, Any] = document.get("$defs", {})
+
+    def expand(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [expand(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if ref is None:
+            return {key: expand(value, seen) for key, value in node.items()}
+        name = ref.removeprefix("#/$defs/")
+        if name == ref or name not in definitions or name in seen:
+            raise ValueError(f"schema: unsupported or recursive $ref {ref!r}")
+        siblings = {key: value for key, value in node.items() if key != "$ref"}
+        merged = {**expand(definitions[name], (*seen, name)), **expand(siblings, seen), DEF_MARK: name}
+        return merged
+
+    return {key: expand(value, ()) for key, value in document.items() if key != "$defs"}
+
+
 @lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
-    return json.loads(_schema_text())
+    return inline_refs(json.loads(_schema_text()))
 
 
 def schema() -> dict[str, Any]:
-    """The parsed schema (shared; do not mutate)."""
+    """The parsed schema with its `$defs` inlined (shared; do not mutate)."""
     return _schema()
 
 

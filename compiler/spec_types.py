@@ -192,7 +192,7 @@ class Method:
 
 
 @dataclass(frozen=True)
-class TrainData:
+class DataSource:
     """The training set."""
 
     path: str
@@ -226,7 +226,7 @@ class Validation:
 class Data:
     """Training and validation data."""
 
-    train: TrainData
+    train: DataSource
     """The training set."""
 
     validation: Validation | None

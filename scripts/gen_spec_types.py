@@ -18,6 +18,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from ftc.spec_schema import DEF_MARK, inline_refs
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schema" / "ftc.schema.json"
 TARGET = ROOT / "compiler" / "spec_types.py"
@@ -27,7 +29,6 @@ WIDTH = 120
 # key of their own). Paths as in the schema's tree: `items` for an array's items, `*` for a map's values.
 CLASS_NAMES: dict[str, str] = {
     "": "Spec",
-    "/data/train": "TrainData",
     "/performance/deepspeed": "DeepSpeed",
     "/kubernetes/tolerations/items": "Toleration",
     "/kubernetes/secrets/*": "SecretRef",
@@ -54,10 +55,21 @@ class _Generator:
     def __init__(self) -> None:
         self.classes: list[str] = []
         self.imports: set[str] = set()
+        self.shared: set[str] = set()  # classes of `$defs` entries already emitted
 
     def object_class(self, node: dict[str, Any], path: str) -> str:
-        """Emit the class of an object schema (its nested classes first); return its name."""
-        name = CLASS_NAMES.get(path) or "".join(part.capitalize() for part in path.rsplit("/", 1)[-1].split("_"))
+        """Emit the class of an object schema (its nested classes first); return its name.
+
+        An inlined `$defs` entry is one class, named after the entry, wherever it is used.
+        """
+        shared = node.get(DEF_MARK)
+        if shared is not None:
+            name = _camel(shared)
+            if name in self.shared:
+                return name
+            self.shared.add(name)
+        else:
+            name = CLASS_NAMES.get(path) or _camel(path.rsplit("/", 1)[-1])
         fields: list[str] = []
         for key, prop in node["properties"].items():
             tp = self.type_of(prop, f"{path}/{key}")
@@ -102,6 +114,10 @@ class _Generator:
         return self.type_of(node, path)
 
 
+def _camel(key: str) -> str:
+    return "".join(part.capitalize() for part in key.split("_"))
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -122,7 +138,7 @@ def _docstring(text: str, indent: str) -> str:
 def render(schema: dict[str, Any]) -> str:
     """The text of compiler/spec_types.py for ``schema``."""
     gen = _Generator()
-    gen.object_class(schema, "")
+    gen.object_class(inline_refs(schema), "")
     imports = "\n".join(sorted(gen.imports))
     return f"{HEADER}\nfrom __future__ import annotations\n\n{imports}\n\n\n" + "\n\n".join(gen.classes)
 

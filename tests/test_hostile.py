@@ -22,15 +22,16 @@ from typing import Any
 
 import pytest
 import yaml
-from artifact_cases import ROOT, script_literals
+from artifact_cases import script_literals
 from ftc.diagnostics import pointer_join
 from ftc.k8s.layout import absolute_path
 from ftc.pipeline import Compiled, compile_spec
+from ftc.spec_schema import schema
 from k8s_tools import k8s_expand
 from k8s_tools import validate as validate_k8s
 from markdown_it import MarkdownIt
 
-SCHEMA = json.loads((ROOT / "schema" / "ftc.schema.json").read_text(encoding="utf-8"))
+SCHEMA = schema()
 
 HOSTILE: tuple[str, ...] = (
     "'",

@@ -207,3 +207,20 @@ def test_learning_rate_prose_matches_the_method_registry() -> None:
 def test_subschema_lookup(path: list[str]) -> None:
     node = subschema(path)
     assert node is not None and "properties" in node
+
+
+def test_shared_definitions_are_inlined_with_their_use_site_keywords() -> None:
+    """`$defs` entries reach every consumer as plain subtrees; the use site's keywords win."""
+    from ftc.spec_schema import DEF_MARK, inline_refs
+
+    document = {"$defs": {"src": {"type": "object", "description": "own", "properties": {"p": {"type": "string"}}}},
+                "properties": {"a": {"$ref": "#/$defs/src", "description": "use"}, "b": {"$ref": "#/$defs/src"}}}
+    inlined = inline_refs(document)
+    assert "$defs" not in inlined
+    assert inlined["properties"]["a"] == {"type": "object", "description": "use",
+                                          "properties": {"p": {"type": "string"}}, DEF_MARK: "src"}
+    assert inlined["properties"]["b"]["description"] == "own"
+    with pytest.raises(ValueError, match="recursive"):
+        inline_refs({"$defs": {"x": {"properties": {"y": {"$ref": "#/$defs/x"}}}},
+                     "properties": {"z": {"$ref": "#/$defs/x"}}})
+    assert "class DataSource:" in (ROOT / "compiler" / "spec_types.py").read_text(encoding="utf-8")
