@@ -37,8 +37,8 @@ def import_config(tool: str, path: str | os.PathLike[str], name: str | None = No
         first = loaded.diagnostics[0]
         where = f"{path}:{first.position.line}:{first.position.column}" if first.position else str(path)
         message = first.message
-        if first.code == "E111":
-            message = message.replace("a spec", f"a {label} config")
+        article = "an" if label[0] in "AEIOU" else "a"
+        message = message.replace("a spec", f"{article} {label} config").replace("spec file", "config file")
         raise InputError(where, message)
     source = Path(path)
     b = Builder(tool, label, loaded.data, source)

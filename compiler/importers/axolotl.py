@@ -57,6 +57,7 @@ WARNED = {
     "peft_init_lora_weights": "ftc initialises LoRA weights as PEFT does by default",
     "model_config": "ftc does not override model config values",
     "model_quantization_config": "ftc loads the checkpoint's weights as stored (no dequantize/requantize setting)",
+    "model_quantization_config_kwargs": "ftc loads the checkpoint's weights as stored (see model_quantization_config)",
     "eot_tokens": "ftc ends each turn with the chat template's own tokens",
     "max_packed_sequence_len": "an old Axolotl packing key: ftc packs to data.max_seq_length",
     "chat_template_jinja": "no home yet for a custom chat template text: ftc has chatml, llama2 or the tokenizer's",

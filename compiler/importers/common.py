@@ -180,6 +180,6 @@ class Builder:
     def finish(self, source: str) -> Imported:
         for key in self.source:
             if key not in self.entries:
-                self.no_home(key, f"not a {self.label} key ftc knows: check what it does and set its ftc "
+                self.no_home(key, f"a key ftc does not know for {self.label}: check what it does and set its ftc "
                                   "equivalent by hand, if any")
         return Imported(self.tool, source, self.spec, self.comments, self.entries, self.defaults)

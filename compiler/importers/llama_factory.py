@@ -67,7 +67,11 @@ def import_llama_factory(b: Builder) -> None:
         if stage == "sft":
             b.translated("stage", (), "supervised fine-tuning: what ftc trains")
         elif stage == "pt":
-            b.translated("stage", "data.train.format", "pre-training on plain text: format text, packed")
+            entry = b.translated("stage", "data.train.format", "pre-training on plain text: format text, packed")
+            entry.notes.append(("warning", "LLaMA-Factory joins pre-training text and cuts it into blocks of "
+                                           "cutoff_len tokens, attending across documents; ftc packs whole rows "
+                                           "without attention across them and skips rows longer than "
+                                           "data.max_seq_length"))
         else:
             b.no_home("stage", f"stage {stage!r}: no home yet for preference, reward and RL objectives (dpo, kto, "
                                "rm, ppo): ftc trains supervised", "error")
@@ -161,8 +165,9 @@ def _lora(b: Builder) -> None:
     if "lora_alpha" in b.source and not skip_unset(b, "lora_alpha", "method.lora.alpha"):
         b.carried("lora_alpha", "method.lora.alpha", b.source["lora_alpha"])
     if not b.has("method.lora.alpha"):
-        b.default("method.lora.alpha", 2 * rank, f"LLaMA-Factory default 2 × lora_rank = {2 * rank}; "
-                                                 f"ftc's default is {mapping.ftc_default('method.lora.alpha')}")
+        fixed = mapping.ftc_default("method.lora.alpha")
+        b.default("method.lora.alpha", 2 * rank, f"LLaMA-Factory default 2 × lora_rank = {2 * rank}; ftc's default "
+                                                 f"is a fixed {fixed:g}, whatever the rank")
     explicit(b, "method.lora.dropout", 0.0, "lora_dropout 0")
     target = b.value("lora_target", "all")
     if "lora_target" in b.source and not is_unset(b.source["lora_target"]):
@@ -284,8 +289,8 @@ def _data(b: Builder, stage: str) -> None:
     if key in b.source and not skip_unset(b, key, "data.max_seq_length"):
         b.put("data.max_seq_length", int(b.source[key]), key)
         b.translated(key, "data.max_seq_length", "LLaMA-Factory truncates longer rows; ftc skips them (and counts "
-                     "them): no home yet for truncation, so rows over the limit are left out instead of cut",
-                     "warning")
+                     "them): no home yet for truncation, so rows over the limit are left out instead of cut"
+                     if stage != "pt" else "the block length of the packed text (see stage)", "warning")
     if not b.has("data.max_seq_length"):
         b.default("data.max_seq_length", 2048, "LLaMA-Factory default cutoff_len 2048 (it truncates longer rows; "
                                                "ftc skips them)")
@@ -365,11 +370,11 @@ def _training(b: Builder) -> None:
     explicit(b, "training.micro_batch_size", 8, "per_device_train_batch_size 8 (transformers)")
     explicit(b, "training.gradient_accumulation_steps", 1, "gradient_accumulation_steps 1 (transformers)")
     explicit(b, "training.learning_rate", 5e-5, "learning_rate 5e-5 (transformers)")
-    explicit(b, "training.lr_scheduler", "linear", "lr_scheduler_type linear (transformers)")
     if "optim" in b.source and not skip_unset(b, "optim", "training.optimizer"):
         mapping.optimizer(b, "optim")
     if "lr_scheduler_type" in b.source and not skip_unset(b, "lr_scheduler_type", "training.lr_scheduler"):
         mapping.scheduler(b, "lr_scheduler_type")
+    explicit(b, "training.lr_scheduler", "linear", "lr_scheduler_type linear (transformers)")
     if "warmup_steps" in b.source and not skip_unset(b, "warmup_steps", "training.warmup_ratio"):
         mapping.warmup_steps(b, "warmup_steps", b.get("training.max_steps"))
     explicit(b, "training.warmup_ratio", 0.0, "no warmup (transformers)")

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import spec_schema
 from .common import Builder, Level, is_unset
+from .spec_yaml import scalar
 
 # transformers' optimizer names → ftc's, with why the two are the same update (or the closest).
 OPTIMIZERS: dict[str, tuple[str, str]] = {
@@ -51,7 +52,7 @@ def explicit(b: Builder, ftc_key: str, value: Any, source_default: str) -> None:
 def _shown(value: Any) -> str:
     if value == {}:
         return "on, with its own defaults"
-    return json.dumps(value) if isinstance(value, (list, dict)) or value is None else str(value)
+    return json.dumps(value) if isinstance(value, (list, dict)) else scalar(value)
 
 
 def optimizer(b: Builder, key: str) -> None:
