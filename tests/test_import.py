@@ -167,3 +167,51 @@ def test_settings_that_change_the_training_without_a_home_are_refused(tmp_path: 
                                                                       key: str) -> None:
     imported = import_config(tool, _write(tmp_path, "cfg.yaml", text))
     assert [e.key for e in imported.refused] == [key]
+
+
+def _dig(spec: dict, dotted: str):  # noqa: ANN202
+    node = spec
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize(("tool", "text", "expected"), [
+    ("axolotl", "base_model: m\nadapter: qlora\nload_in_4bit: true\npeft_use_dora: true\npeft_use_rslora: true\n"
+                "lora_r: 8\nlora_modules_to_save: [embed_tokens, lm_head]\nlearning_rate: 1e-4\n",
+     {"method.type": "dora", "method.quantization": {"bits": 4}, "method.lora.rslora": True,
+      "method.lora.modules_to_save": ["embed_tokens", "lm_head"]}),
+    ("axolotl", "base_model: m\nlearning_rate: 1e-5\nmax_steps: 200\nwarmup_steps: 20\nsdp_attention: true\n"
+                "early_stopping_patience: 2\nval_set_size: 0.1\nsave_total_limit: 2\nsave_steps: 50\n"
+                "wandb_project: proj\nwandb_entity: team\n",
+     {"training.max_steps": 200, "training.warmup_ratio": 0.1, "performance.attention": "sdpa",
+      "training.early_stopping.patience": 2, "checkpointing.keep_last": 2, "checkpointing.every_steps": 50,
+      "monitoring.wandb": {"project": "proj", "entity": "team"}, "monitoring.report_to": ["wandb"]}),
+    ("llama-factory", "model_name_or_path: m\nfinetuning_type: lora\nquantization_bit: 8\nuse_dora: true\n"
+                      "use_rslora: true\nadditional_target: embed_tokens,lm_head\nenable_liger_kernel: true\n"
+                      "flash_attn: fa2\nbf16: true\ndisable_gradient_checkpointing: true\noptim: paged_adamw_8bit\n",
+     {"method.type": "dora", "method.quantization": {"bits": 8}, "method.lora.rslora": True,
+      "method.lora.modules_to_save": ["embed_tokens", "lm_head"], "performance.liger_kernel": True,
+      "performance.attention": "flash_attention_2", "training.gradient_checkpointing": False,
+      "training.optimizer": "paged_adamw_8bit"}),
+    ("llama-factory", "model_name_or_path: m\nfinetuning_type: full\nreport_to: [wandb, tensorboard]\n"
+                      "train_on_prompt: true\nneat_packing: true\nval_size: 0.05\n",
+     {"method.type": "full", "monitoring.report_to": ["wandb", "tensorboard"], "data.train_on_inputs": True,
+      "data.packing": True, "data.validation": {"fraction": 0.05}}),
+])
+def test_translations(tmp_path: Path, tool: str, text: str, expected: dict) -> None:
+    path = _write(tmp_path, "cfg.yaml", text)
+    imported = import_config(tool, path)
+    assert imported.refused == []
+    assert {key: _dig(imported.spec, key) for key in expected} == expected
+    assert set(imported.entries) == set(yaml.safe_load(text))
+
+
+def test_a_value_of_the_wrong_type_is_an_input_error_at_its_line(tmp_path: Path) -> None:
+    from ftc.importers import InputError
+
+    path = _write(tmp_path, "cfg.yml", "base_model: m\nadapter: lora\nlora_r: 8\nsequence_len: long\n")
+    with pytest.raises(InputError) as caught:
+        import_config("axolotl", path)
+    assert caught.value.where == f"{path}:4:15"
+    assert "sequence_len" in caught.value.message

@@ -41,11 +41,14 @@ def import_config(tool: str, path: str | os.PathLike[str], name: str | None = No
         message = message.replace("a spec", f"{article} {label} config").replace("spec file", "config file")
         raise InputError(where, message)
     source = Path(path)
-    b = Builder(tool, label, loaded.data, source)
+    b = Builder(tool, label, loaded.data, source, loaded.positions)
     b.put("apiVersion", "ftc/v1")
     b.put("kind", "FineTune")
     b.put("metadata.name", name or dns_label(source.stem), f"from the file name {source.name}")
-    importer(b)
+    try:
+        importer(b)
+    except (TypeError, ValueError, AttributeError) as exc:  # a value of a shape the tool itself would reject
+        raise InputError(str(path), f"a value of an unexpected type: {exc}") from None
     return b.finish(str(path))
 
 

@@ -226,7 +226,7 @@ def _data(b: Builder) -> None:
         else:
             mapping.chat_template(b, "chat_template", str(b.source["chat_template"]), fmt == "chat")
     if "sequence_len" in b.source and not skip_unset(b, "sequence_len", "data.max_seq_length"):
-        b.carried("sequence_len", "data.max_seq_length", int(b.source["sequence_len"]),
+        b.carried("sequence_len", "data.max_seq_length", b.number("sequence_len", int),
                   "Axolotl drops longer rows, and so does ftc (it counts them)")
     explicit(b, "data.max_seq_length", 512, "sequence_len 512")
     if "sample_packing" in b.source and not skip_unset(b, "sample_packing", "data.packing"):
@@ -273,7 +273,7 @@ def _validation(b: Builder) -> None:
             b.unset(key, "data.validation")
         explicit(b, "data.validation", None, "val_set_size 0: no validation split")
         return
-    size = float(b.source[key])
+    size = b.number(key)
     if size == 0:
         b.set_translated(key, "data.validation", None, "no validation (null)")
     elif 0 < size < 1:
@@ -290,14 +290,17 @@ def _training(b: Builder) -> None:
                      ("num_epochs", "training.epochs"), ("max_steps", "training.max_steps"),
                      ("learning_rate", "training.learning_rate"), ("weight_decay", "training.weight_decay"),
                      ("max_grad_norm", "training.max_grad_norm"), ("seed", "training.seed"),
-                     ("warmup_ratio", "training.warmup_ratio"), ("logging_steps", "training.logging_steps"),
-                     ("save_steps", "checkpointing.every_steps"), ("save_total_limit", "checkpointing.keep_last"),
+                     ("warmup_ratio", "training.warmup_ratio"), ("save_total_limit", "checkpointing.keep_last"),
                      ("output_dir", "output.dir")):
         if key in b.source and not skip_unset(b, key, ftc):
-            value = b.source[key]
-            value = float(value) if key in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio") \
-                else value
+            value = b.number(key) if key in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio",
+                                             "num_epochs") \
+                else b.number(key, int) if key != "output_dir" else b.source[key]
             b.carried(key, ftc, value)
+    for key, ftc in (("logging_steps", "training.logging_steps"), ("save_steps", "checkpointing.every_steps"),
+                     ("eval_steps", "training.eval_every_steps")):
+        if key in b.source and not skip_unset(b, key, ftc):
+            mapping.every_steps(b, key, ftc)
     explicit(b, "training.micro_batch_size", 1, "micro_batch_size 1")
     explicit(b, "training.gradient_accumulation_steps", 1, "gradient_accumulation_steps 1")
     explicit(b, "training.epochs", 1, "num_epochs 1")
@@ -305,7 +308,7 @@ def _training(b: Builder) -> None:
         if key in b.source and not skip_unset(b, key, f"training.{key}"):
             fn(b, key)
     if "warmup_steps" in b.source and not skip_unset(b, "warmup_steps", "training.warmup_ratio"):
-        mapping.warmup_steps(b, "warmup_steps", b.value("max_steps"))
+        mapping.warmup_steps(b, "warmup_steps", b.number("max_steps", int))
     explicit(b, "training.warmup_ratio", 0.0, "no warmup")
     _precision(b)
     key = "gradient_checkpointing"
@@ -319,16 +322,8 @@ def _training(b: Builder) -> None:
     explicit(b, "training.gradient_checkpointing", False, "gradient_checkpointing false")
     key = "early_stopping_patience"
     if key in b.source and not skip_unset(b, key, "training.early_stopping"):
-        b.carried(key, "training.early_stopping.patience", int(b.source[key]))
+        b.carried(key, "training.early_stopping.patience", b.number(key, int))
     explicit(b, "training.early_stopping", None, "no early stopping")
-    key = "eval_steps"
-    if key in b.source and not skip_unset(b, key, "training.eval_every_steps"):
-        steps = b.source[key]
-        if isinstance(steps, int) and steps >= 1:
-            b.carried(key, "training.eval_every_steps", steps)
-        else:
-            b.no_home(key, f"{steps} as a share of the steps: ftc evaluates every N steps "
-                           "(training.eval_every_steps)")
     key = "resume_from_checkpoint"
     if key in b.source:
         b.no_home(key, "ftc resumes from the newest complete checkpoint in output.dir (checkpointing.resume: auto)")
@@ -343,7 +338,7 @@ def _training(b: Builder) -> None:
 
 def _precision(b: Builder) -> None:
     bf16, fp16 = b.source.get("bf16"), b.source.get("fp16")
-    precision = mapping.precision(b, bf16, fp16)
+    precision = mapping.precision(bf16, fp16)
     b.put("training.precision", precision, "bf16/fp16" + ("" if precision != "fp32" else ": neither set"))
     if "bf16" in b.source:
         if bf16 == "auto":

@@ -89,7 +89,9 @@ def is_unset(value: Any) -> bool:
 class Builder:
     """Collects the spec, its comments and the report while an importer walks the source keys."""
 
-    def __init__(self, tool: str, label: str, source: Mapping[str, Any], path: Path) -> None:
+    def __init__(self, tool: str, label: str, source: Mapping[str, Any], path: Path,
+                 positions: Mapping[str, Any] | None = None) -> None:
+        self.positions = positions or {}
         self.tool = tool  # the --tool name
         self.label = label  # the tool as users name it ("Axolotl", "LLaMA-Factory")
         self.source = dict(source)
@@ -172,6 +174,26 @@ class Builder:
     def default_row(self, ftc_key: str, value: Any, why: str) -> None:
         """List a default that differs between the tools for a value already written."""
         self.defaults.append(Default(ftc_key, value, why))
+
+    def where(self, key: str) -> str:
+        position = self.positions.get(f"/{key}")
+        return f"{self.path}:{position[0]}:{position[1]}" if position else str(self.path)
+
+    def number(self, key: str, kind: type = float, default: Any = None) -> Any:
+        """The value of `key` as an int or float; InputError (with the key's line) when it is not one."""
+        value = self.source.get(key)
+        if is_unset(value):
+            return default
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if kind is int and not number.is_integer():
+                raise ValueError
+            return int(number) if kind is int else number
+        except (TypeError, ValueError):
+            noun = "a whole number" if kind is int else "a number"
+            raise InputError(self.where(key), f"{key}: {value!r} is not {noun}") from None
 
     def value(self, key: str, default: Any = None) -> Any:
         value = self.source.get(key)

@@ -157,7 +157,7 @@ def _lora(b: Builder) -> None:
             if key in b.source:
                 b.no_home(key, "ignored: LLaMA-Factory reads LoRA settings only for finetuning_type lora", "info")
         return
-    rank = int(b.value("lora_rank", 8))
+    rank = b.number("lora_rank", int, 8)
     for key, ftc in (("lora_rank", "method.lora.r"), ("lora_dropout", "method.lora.dropout")):
         if key in b.source and not skip_unset(b, key, ftc):
             b.carried(key, ftc, b.source[key])
@@ -287,7 +287,7 @@ def _data(b: Builder, stage: str) -> None:
         mapping.chat_template(b, "template", str(b.source["template"]), fmt == "chat")
     key = "cutoff_len"
     if key in b.source and not skip_unset(b, key, "data.max_seq_length"):
-        b.put("data.max_seq_length", int(b.source[key]), key)
+        b.put("data.max_seq_length", b.number(key, int), key)
         b.translated(key, "data.max_seq_length", "LLaMA-Factory truncates longer rows; ftc skips them (and counts "
                      "them): no home yet for truncation, so rows over the limit are left out instead of cut"
                      if stage != "pt" else "the block length of the packed text (see stage)", "warning")
@@ -315,20 +315,20 @@ def _data(b: Builder, stage: str) -> None:
 
 
 def _validation(b: Builder) -> None:
-    size = b.value("val_size")
+    size = b.number("val_size")
     strategy = str(b.value("eval_strategy", b.value("evaluation_strategy", "no")))
     if b.has("data.validation"):
         pass
-    elif size is None or float(size) == 0:
+    elif size is None or size == 0:
         explicit(b, "data.validation", None, "val_size 0: no validation")
-    elif float(size) < 1:
-        b.put("data.validation", {"fraction": float(size)}, "val_size")
+    elif size < 1:
+        b.put("data.validation", {"fraction": size}, "val_size")
     else:
         b.put("data.validation", None, f"val_size {size} rows")
     if "val_size" in b.source:
         if is_unset(b.source["val_size"]):
             b.unset("val_size", "data.validation")
-        elif size is not None and float(size) >= 1:
+        elif size is not None and size >= 1:
             b.no_home("val_size", f"{size} rows held out: ftc holds out a fraction (data.validation.fraction); "
                                   "validation is left off")
         else:
@@ -345,7 +345,7 @@ def _validation(b: Builder) -> None:
         else:
             b.no_home(key, f"evaluation per {strategy}: ftc evaluates every N steps (training.eval_every_steps)")
     if "eval_steps" in b.source and not skip_unset(b, "eval_steps", "training.eval_every_steps"):
-        b.carried("eval_steps", "training.eval_every_steps", int(b.source["eval_steps"]))
+        mapping.every_steps(b, "eval_steps", "training.eval_every_steps")
 
 
 def _training(b: Builder) -> None:
@@ -354,17 +354,18 @@ def _training(b: Builder) -> None:
                      ("num_train_epochs", "training.epochs"), ("learning_rate", "training.learning_rate"),
                      ("weight_decay", "training.weight_decay"), ("max_grad_norm", "training.max_grad_norm"),
                      ("seed", "training.seed"), ("warmup_ratio", "training.warmup_ratio"),
-                     ("logging_steps", "training.logging_steps"), ("save_steps", "checkpointing.every_steps"),
                      ("save_total_limit", "checkpointing.keep_last")):
         if key in b.source and not skip_unset(b, key, ftc):
-            value = b.source[key]
-            value = float(value) if key in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio",
-                                            "num_train_epochs") else value
+            value = b.number(key) if key in ("learning_rate", "weight_decay", "max_grad_norm", "warmup_ratio",
+                                             "num_train_epochs") else b.number(key, int)
             b.carried(key, ftc, value)
+    for key, ftc in (("logging_steps", "training.logging_steps"), ("save_steps", "checkpointing.every_steps")):
+        if key in b.source and not skip_unset(b, key, ftc):
+            mapping.every_steps(b, key, ftc)
     key = "max_steps"
     if key in b.source and not skip_unset(b, key, "training.max_steps"):
-        if int(b.source[key]) > 0:
-            b.carried(key, "training.max_steps", int(b.source[key]))
+        if b.number(key, int) > 0:
+            b.carried(key, "training.max_steps", b.number(key, int))
         else:
             b.translated(key, "training.max_steps", "-1: train for num_train_epochs")
     explicit(b, "training.micro_batch_size", 8, "per_device_train_batch_size 8 (transformers)")
@@ -379,7 +380,7 @@ def _training(b: Builder) -> None:
         mapping.warmup_steps(b, "warmup_steps", b.get("training.max_steps"))
     explicit(b, "training.warmup_ratio", 0.0, "no warmup (transformers)")
     bf16, fp16 = b.source.get("bf16"), b.source.get("fp16")
-    precision = mapping.precision(b, bf16, fp16)
+    precision = mapping.precision(bf16, fp16)
     b.put("training.precision", precision, "bf16/fp16" + (": neither set" if precision == "fp32" else ""))
     for key in ("bf16", "fp16"):
         if key in b.source:

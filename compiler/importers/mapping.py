@@ -95,7 +95,7 @@ def chat_template(b: Builder, key: str, name: str, chat_format: bool) -> None:
                      "warning")
 
 
-def precision(b: Builder, bf16: Any, fp16: Any) -> str:
+def precision(bf16: Any, fp16: Any) -> str:
     """bf16 / fp16 flags (true, false, 'auto' or unset) → ftc training.precision."""
     if bf16 is True or bf16 == "auto" or bf16 == "true":
         return "bf16"
@@ -105,14 +105,14 @@ def precision(b: Builder, bf16: Any, fp16: Any) -> str:
 
 
 def warmup_steps(b: Builder, key: str, max_steps: int | None) -> None:
-    steps = b.source[key]
+    steps = b.number(key, int)
     if max_steps:
-        ratio = round(int(steps) / int(max_steps), 6)
+        ratio = round(steps / max_steps, 6)
         b.set_translated(key, "training.warmup_ratio", ratio, f"{ratio} of max_steps {max_steps}")
         return
-    b.put("training.warmup_ratio", 0.0 if int(steps) == 0 else ftc_default("training.warmup_ratio"),
+    b.put("training.warmup_ratio", 0.0 if steps == 0 else ftc_default("training.warmup_ratio"),
           f"{key}: {steps} has no exact home (ftc warms up for a share of the steps)")
-    if int(steps) == 0:
+    if steps == 0:
         b.translated(key, "training.warmup_ratio", "no warmup: warmup_ratio 0")
         return
     b.no_home(key, f"ftc sets warmup as a share of the steps (training.warmup_ratio); {steps} steps need the "
@@ -184,3 +184,13 @@ def skip_unset(b: Builder, key: str, ftc_keys: tuple[str, ...] | str) -> bool:
         b.unset(key, ftc_keys)
         return True
     return False
+
+
+def every_steps(b: Builder, key: str, ftc_key: str) -> None:
+    """save_steps / eval_steps / logging_steps: N steps, or (below 1) a share of all steps, which needs the count."""
+    steps = b.number(key)
+    if steps >= 1 and float(steps).is_integer():
+        b.carried(key, ftc_key, int(steps))
+    else:
+        b.no_home(key, f"{b.source[key]} as a share of all steps: ftc takes a step count ({ftc_key}), which "
+                       "depends on the data size; left at ftc's default")
