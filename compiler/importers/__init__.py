@@ -55,7 +55,8 @@ def import_config(tool: str, path: str | os.PathLike[str], name: str | None = No
 def spec_text(imported: Imported, command: str) -> str:
     label = TOOLS[imported.tool][0]
     header = [
-        "yaml-language-server: $schema=https://ftc.dev/schema/ftc.schema.json",
+        "yaml-language-server: $schema=./ftc.schema.json",
+        "(`ftc schema > ftc.schema.json` writes the schema that line points editors at.)",
         f"Imported from the {label} config {imported.source} by `{command}`.",
         "Each value says where it came from: a key of that file, or the default that tool would have used",
         "where ftc's default differs. The import report lists every key of the file: carried over, translated,",
