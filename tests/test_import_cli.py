@@ -85,3 +85,13 @@ def test_unknown_tool_is_a_usage_error() -> None:
     result = _run("import", "unsloth", str(LORA))
     assert result.exit_code == 2
     assert "axolotl" in result.stderr and "llama-factory" in result.stderr
+
+
+def test_an_import_that_does_not_validate_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "no_data.yaml"
+    config.write_text("model_name_or_path: m\nfinetuning_type: lora\n", encoding="utf-8")  # no dataset
+    out = tmp_path / "spec.yaml"
+    result = _run("import", "llama-factory", str(config), "-o", str(out))
+    assert result.exit_code == 1
+    assert "missing required key 'train'" in result.stderr and "does not validate" in result.stderr
+    assert not out.exists()

@@ -67,7 +67,7 @@ def import_cmd(tool: str, config: str, out: str | None, force: bool, name: str |
     if not planned.ok:
         click.echo(report, err=True, nl=False)
         for d in planned.diagnostics:
-            click.echo(d.format(shown), err=True)
+            click.echo(d.format("imported spec"), err=True)
         click.echo("error: the imported spec does not validate; nothing written", err=True)
         sys.exit(EXIT_SPEC)
     if out is None:
