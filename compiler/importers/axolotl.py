@@ -6,76 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import mapping
+from .axolotl_keys import REFUSED, TOOL_ONLY, WARNED
 from .common import Builder, is_unset
 from .datasets import local_or_placeholder
 from .mapping import explicit, flag, skip_unset
 
-LABEL = "Axolotl"
 ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further "
                    "context. Write a response that appropriately completes the request.")
-
-# Keys that only steer Axolotl itself (caching, debugging, evaluation tables): noted, nothing to carry.
-TOOL_ONLY = {
-    "strict": "Axolotl's own key check; ftc always checks every key",
-    "dataset_prepared_path": "Axolotl's tokenized-data cache",
-    "debug": "Axolotl debug output",
-    "local_rank": "set by the launcher",
-    "eval_table_size": "Axolotl's sample-prediction table",
-    "eval_table_max_new_tokens": "Axolotl's sample-prediction table",
-    "model_type": "ftc loads every model with AutoModelForCausalLM",
-    "tokenizer_type": "ftc loads every tokenizer with AutoTokenizer",
-    "is_llama_derived_model": "a hint older Axolotl versions used",
-    "is_mistral_derived_model": "a hint older Axolotl versions used",
-    "pad_to_sequence_len": "padding only: the loss ignores padding",
-    "eval_sample_packing": "how evaluation batches are packed",
-    "ddp_find_unused_parameters": "a DDP setting ftc chooses for the method",
-    "experimental_skip_move_to_device": "a loading detail",
-    "use_kernels": "a kernel-loading detail",
-    "gradient_checkpointing_kwargs": "ftc picks the checkpointing variant for the method",
-    "flash_attn_cross_entropy": "a fused kernel: speed only",
-    "flash_attn_rms_norm": "a fused kernel: speed only",
-    "flash_attn_fuse_qkv": "a fused kernel: speed only",
-    "flash_attn_fuse_mlp": "a fused kernel: speed only",
-    "wandb_watch": "W&B gradient logging",
-    "wandb_name": "W&B run name (ftc names the run after metadata.name)",
-    "wandb_run_id": "W&B run id",
-    "wandb_log_model": "W&B model upload",
-    "hub_model_id": "ftc does not upload to the Hub",
-    "hub_strategy": "ftc does not upload to the Hub",
-}
-# Keys that change how (not what) the model trains, with no ftc setting: warned.
-WARNED = {
-    "fsdp": "no home yet for FSDP: ftc shards with DeepSpeed ZeRO (performance.deepspeed.stage 3 shards "
-            "parameters, gradients and optimizer states as FSDP full_shard does)",
-    "fsdp_config": "no home yet for FSDP settings (see fsdp)",
-    "fsdp_version": "no home yet for FSDP (see fsdp)",
-    "xformers_attention": "ftc has no xFormers attention: performance.attention picks flash_attention_2 or sdpa",
-    "activation_offloading": "ftc does not offload activations; gradient checkpointing is its activation saver",
-    "loss_watchdog_threshold": "ftc does not stop on a loss threshold",
-    "loss_watchdog_patience": "ftc does not stop on a loss threshold",
-    "lora_fan_in_fan_out": "PEFT sets fan_in_fan_out itself for Conv1D models (GPT-2 style)",
-    "peft_init_lora_weights": "ftc initialises LoRA weights as PEFT does by default",
-    "model_config": "ftc does not override model config values",
-    "model_quantization_config": "ftc loads the checkpoint's weights as stored (no dequantize/requantize setting)",
-    "model_quantization_config_kwargs": "ftc loads the checkpoint's weights as stored (see model_quantization_config)",
-    "eot_tokens": "ftc ends each turn with the chat template's own tokens",
-    "max_packed_sequence_len": "an old Axolotl packing key: ftc packs to data.max_seq_length",
-    "chat_template_jinja": "no home yet for a custom chat template text: ftc has chatml, llama2 or the tokenizer's",
-    "saves_per_epoch": "ftc checkpoints every N steps (checkpointing.every_steps); per epoch needs the row count",
-    "evals_per_epoch": "ftc evaluates every N steps (training.eval_every_steps); per epoch needs the row count",
-    "auto_resume_from_checkpoints": "ftc resumes from the newest complete checkpoint by default",
-}
-# Keys whose settings change what is trained, with no ftc setting: the import stops.
-REFUSED = {
-    "unfrozen_parameters": "training only some parameters of the base has no ftc method (full trains all of them)",
-    "lora_model_dir": "starting from an existing adapter has no home in ftc",
-    "rl": "no home yet for preference or RL objectives (DPO, KTO, ORPO, GRPO, ...): ftc trains supervised",
-    "tokens": "adding tokens to the vocabulary has no home in ftc (it resizes the embeddings)",
-    "peft_layers_to_transform": "adapting only some layers has no home in ftc",
-    "loraplus_lr_ratio": "no home for LoRA+ (a different learning rate for LoRA B)",
-    "relora_steps": "no home for ReLoRA",
-    "gptq": "no home for GPTQ-quantized bases: ftc quantizes with bitsandbytes",
-}
 
 
 def import_axolotl(b: Builder) -> None:
@@ -86,15 +23,7 @@ def import_axolotl(b: Builder) -> None:
     _performance(b)
     _monitoring(b)
     _model(b)
-    for key in b.source:
-        if key in b.entries:
-            continue
-        if key in REFUSED:
-            b.no_home(key, REFUSED[key], "error")
-        elif key in WARNED:
-            b.no_home(key, WARNED[key])
-        elif key in TOOL_ONLY:
-            b.no_home(key, TOOL_ONLY[key], "info")
+    b.without_home(refused=REFUSED, warned=WARNED, tool_only=TOOL_ONLY)
 
 
 def _method(b: Builder) -> None:
@@ -103,7 +32,8 @@ def _method(b: Builder) -> None:
     dora = flag(b.source.get("peft_use_dora"))
     if adapter is None:
         b.put("method.type", "full", "no adapter: Axolotl fine-tunes every weight")
-        b.unset("adapter", "method.type", "translated") if "adapter" in b.source else None
+        if "adapter" in b.source:
+            b.unset("adapter", "method.type", "translated")
         for key in ("load_in_4bit", "load_in_8bit"):
             if key in b.source:
                 if flag(b.source[key]):
@@ -145,9 +75,10 @@ def _lora(b: Builder) -> None:
             "lora_modules_to_save", "peft_use_rslora")
     if b.get("method.type") == "full":
         for key in keys:
-            if key in b.source:
-                b.no_home(key, "no adapter: Axolotl ignores LoRA settings in a full fine-tune", "info") \
-                    if not is_unset(b.source[key]) else b.unset(key, ())
+            if key in b.source and is_unset(b.source[key]):
+                b.unset(key, ())
+            elif key in b.source:
+                b.no_home(key, "no adapter: Axolotl ignores LoRA settings in a full fine-tune", "info")
         return
     if b.get("method.type") is None:  # the adapter was refused
         return
@@ -170,9 +101,10 @@ def _lora(b: Builder) -> None:
             b.translated("lora_target_modules", "method.lora.target_modules",
                          "covered by all-linear (lora_target_linear: true)" if modules else "unset")
     else:
-        if "lora_target_linear" in b.source:
-            b.unset("lora_target_linear", "method.lora.target_modules") if is_unset(b.source["lora_target_linear"]) \
-                else b.translated("lora_target_linear", "method.lora.target_modules", "false: the listed modules")
+        if "lora_target_linear" in b.source and is_unset(b.source["lora_target_linear"]):
+            b.unset("lora_target_linear", "method.lora.target_modules")
+        elif "lora_target_linear" in b.source:
+            b.translated("lora_target_linear", "method.lora.target_modules", "false: the listed modules")
         if modules:
             b.carried("lora_target_modules", "method.lora.target_modules", list(modules))
         else:

@@ -199,6 +199,19 @@ class Builder:
         value = self.source.get(key)
         return default if is_unset(value) else value
 
+    def without_home(self, refused: Mapping[str, str], warned: Mapping[str, str],
+                     tool_only: Mapping[str, str]) -> None:
+        """Report the keys not yet reported that a tool's tables know: refused, warned or noted."""
+        for key in self.source:
+            if key in self.entries:
+                continue
+            tables: tuple[tuple[Mapping[str, str], Level], ...] = (
+                (refused, "error"), (warned, "warning"), (tool_only, "info"))
+            for table, level in tables:
+                if key in table:
+                    self.no_home(key, table[key], level)
+                    break
+
     def finish(self, source: str) -> Imported:
         for key in self.source:
             if key not in self.entries:

@@ -10,54 +10,9 @@ from typing import Any
 from . import mapping
 from .common import Builder, Entry, is_unset
 from .datasets import local_or_placeholder
+from .llama_factory_keys import REFUSED, TOOL_ONLY, WARNED
 from .mapping import explicit, flag, skip_unset
 
-LABEL = "LLaMA-Factory"
-
-TOOL_ONLY = {
-    "do_train": "ftc always trains",
-    "overwrite_cache": "LLaMA-Factory's tokenized-data cache",
-    "preprocessing_num_workers": "tokenization worker count",
-    "preprocessing_batch_size": "tokenization batch size",
-    "dataloader_num_workers": "data-loader worker count",
-    "tokenized_path": "LLaMA-Factory's tokenized-data cache",
-    "plot_loss": "ftc always writes metrics and plots the loss",
-    "overwrite_output_dir": "ftc resumes in output.dir or starts it",
-    "ddp_timeout": "a launcher timeout",
-    "per_device_eval_batch_size": "evaluation batch size (ftc uses micro_batch_size)",
-    "save_only_model": "ftc saves the optimizer state with each checkpoint, so runs can resume",
-    "run_name": "tracker run name (ftc names the run after metadata.name)",
-    "cache_dir": "download cache location",
-    "create_new_adapter": "only for continuing an adapter",
-    "logging_dir": "ftc logs under output.dir",
-}
-WARNED = {
-    "max_samples": "no home: ftc trains on every row of the file; keep only the first rows in the file to match",
-    "mask_history": "ftc trains on every assistant turn, not only the last",
-    "use_unsloth": "ftc has no Unsloth kernels (the same model, trained slower)",
-    "tf32": "ftc leaves TF32 matmuls at PyTorch's default (off)",
-    "save_strategy": "ftc checkpoints every N steps (checkpointing.every_steps)",
-    "resume_from_checkpoint": "ftc resumes from the newest complete checkpoint in output.dir "
-                              "(checkpointing.resume: auto)",
-    "include_num_input_tokens_seen": "ftc logs its own token counts",
-    "neftune_noise_alpha": "no home for NEFTune embedding noise",
-}
-REFUSED = {
-    "adapter_name_or_path": "starting from an existing adapter has no home in ftc",
-    "pissa_init": "no home for PiSSA initialisation",
-    "loraplus_lr_ratio": "no home for LoRA+ (a different learning rate for LoRA B)",
-    "use_galore": "no home for GaLore",
-    "use_badam": "no home for BAdam",
-    "use_apollo": "no home for APOLLO",
-    "use_llama_pro": "no home for LLaMA Pro block expansion",
-    "pref_beta": "no home yet for preference objectives (DPO, KTO, ORPO, SimPO): ftc trains supervised",
-    "pref_loss": "no home yet for preference objectives (DPO, KTO, ORPO, SimPO): ftc trains supervised",
-    "pref_ftx": "no home yet for preference objectives",
-    "ref_model": "no home yet for preference objectives",
-    "reward_model": "no home for PPO",
-    "freeze_trainable_layers": "no home for freeze (partial) fine-tuning",
-    "freeze_trainable_modules": "no home for freeze (partial) fine-tuning",
-}
 _ATTENTION = {"auto": "auto", "fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}
 
 
@@ -85,15 +40,7 @@ def import_llama_factory(b: Builder) -> None:
                      ("model_revision", "model.revision"), ("output_dir", "output.dir")):
         if key in b.source and not skip_unset(b, key, ftc):
             b.carried(key, ftc, b.source[key])
-    for key in b.source:
-        if key in b.entries:
-            continue
-        if key in REFUSED:
-            b.no_home(key, REFUSED[key], "error")
-        elif key in WARNED:
-            b.no_home(key, WARNED[key])
-        elif key in TOOL_ONLY:
-            b.no_home(key, TOOL_ONLY[key], "info")
+    b.without_home(refused=REFUSED, warned=WARNED, tool_only=TOOL_ONLY)
 
 
 def _method(b: Builder) -> None:
@@ -119,9 +66,10 @@ def _method(b: Builder) -> None:
     method = "dora" if dora else ("qlora" if bits == 4 else "lora")
     b.put("method.type", method, "finetuning_type: lora" + (" + use_dora" if dora else "")
           + (" + quantization_bit: 4" if bits == 4 and not dora else ""))
-    if "finetuning_type" in b.source:
-        b.carried("finetuning_type", "method.type", method) if method == "lora" else \
-            b.translated("finetuning_type", "method.type", f"method.type {method}")
+    if "finetuning_type" in b.source and method == "lora":
+        b.carried("finetuning_type", "method.type", method)
+    elif "finetuning_type" in b.source:
+        b.translated("finetuning_type", "method.type", f"method.type {method}")
     else:
         b.default_row("method.type", method, "LLaMA-Factory default finetuning_type lora")
     if "use_dora" in b.source:
