@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("shared", ("ftc", "ftc.codes", "ftc.diagnostics", "ftc.out_files", "ftc.gpus", "ftc.datasize",
                 "ftc.spec_schema", "ftc.runtime.method_traits", "ftc.runtime.exitcodes")),
     ("load", ("ftc.load",)),
+    ("import", ("ftc.importers",)),  # `ftc import`: reads peer configs with the loader, writes a spec as text
     ("validate", ("ftc.validate",)),
     ("resolve", ("ftc.resolve",)),
     ("plan", ("ftc.plan", "ftc.spec_types")),

@@ -171,9 +171,11 @@ def _register() -> None:
     # Commands whose code lives in their own modules (they import more than the compile path needs,
     # and only when they run).
     from .estimate_cmd import estimate_cmd
+    from .import_cmd import import_cmd
     from .run_cmd import run_cmd
 
     main.add_command(estimate_cmd, "estimate")
+    main.add_command(import_cmd, "import")
     main.add_command(run_cmd, "run")
 
 
