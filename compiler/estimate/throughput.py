@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,11 @@ OFFLOAD_PARAMS_SPEED = 0.3
 PACKING_FILL = 0.95  # best-fit packing fills this share of each sequence
 
 
+# Where a GPU is rented: the big clouds, or GPU marketplaces ("community").
+BIG_CLOUDS = ("aws", "gcp", "azure")
+CLOUDS = (*BIG_CLOUDS, "community")
+
+
 class PriceError(ValueError):
     """A price table that cannot be used."""
 
@@ -49,12 +54,21 @@ class Prices:
     as_of: str
     currency: str
     gpus: Mapping[str, tuple[float, float]]  # name -> (on-demand, spot) per GPU-hour
+    clouds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> where it is offered
+
+    def offered_on(self, gpu: str, cloud: str | None) -> bool:
+        """Whether `gpu` is offered on `cloud` ("any": anywhere; None: on one of the big clouds)."""
+        where = self.clouds.get(gpu, ())
+        if cloud == "any":
+            return True
+        return cloud in where if cloud is not None else any(c in BIG_CLOUDS for c in where)
 
 
 def _parse_prices(data: Any, where: str) -> Prices:
     if not isinstance(data, dict) or not isinstance(data.get("gpus"), dict):
         raise PriceError(f"{where}: expected an object with a 'gpus' object")
     table: dict[str, tuple[float, float]] = {}
+    clouds: dict[str, tuple[str, ...]] = {}
     for name, entry in data["gpus"].items():
         if name not in GPUS:
             raise PriceError(f"{where}: unknown GPU {name!r} (known: {', '.join(GPUS)})")
@@ -68,8 +82,13 @@ def _parse_prices(data: Any, where: str) -> Prices:
                 raise PriceError(f"{where}: gpus.{name}.{key} must be a non-negative number")
             values.append(float(value))
         table[name] = (values[0], values[1])
+        offered = entry.get("clouds")
+        if offered is not None:
+            if not isinstance(offered, list) or not all(isinstance(c, str) and c in CLOUDS for c in offered):
+                raise PriceError(f"{where}: gpus.{name}.clouds must be a list of {', '.join(CLOUDS)}")
+            clouds[name] = tuple(offered)
     return Prices(str(data.get("source", where)), str(data.get("as_of", "unknown")),
-                  str(data.get("currency", "USD")), table)
+                  str(data.get("currency", "USD")), table, clouds)
 
 
 def builtin_prices() -> Prices:
@@ -86,9 +105,10 @@ def load_prices(path: str) -> Prices:
     except (UnicodeDecodeError, ValueError) as exc:
         raise PriceError(f"{path}: not JSON ({exc})") from exc
     user = _parse_prices(data, path)
-    merged = dict(builtin_prices().gpus)
+    builtin = builtin_prices()
+    merged = dict(builtin.gpus)
     merged.update(user.gpus)
-    return Prices(user.source, user.as_of, user.currency, merged)
+    return Prices(user.source, user.as_of, user.currency, merged, {**builtin.clouds, **user.clouds})
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,14 @@ class Time:
     hours: float
     data_source: str
     eval_known: bool = True  # False: a validation file that cannot be read here (its passes are not counted)
+    evaluations: int = 0  # evaluation passes over the validation set
+    eval_flops: float = 0.0
+
+    @property
+    def eval_share(self) -> float:
+        """Evaluation compute as a share of the training compute."""
+        train = self.total_flops - self.eval_flops
+        return self.eval_flops / train if train > 0 else 0.0
 
 
 def flops_per_token(w: Workload, keys: float) -> tuple[float, float]:
@@ -182,5 +210,6 @@ def estimate_time(w: Workload, plan: Plan, size: DataSize, gpu: Gpu, nodes: int,
     total = train_tokens * train_fpt + eval_tokens * forward_fpt
     per_gpu = _speed(w, gpu, nodes)
     hours = total / (w.world_size * per_gpu * 1e12) / 3600.0
-    return Time(train_tokens, eval_tokens, steps, train_fpt, total, per_gpu, hours, size.source, eval_known)
+    return Time(train_tokens, eval_tokens, steps, train_fpt, total, per_gpu, hours, size.source, eval_known,
+                evals, eval_tokens * forward_fpt)
 
