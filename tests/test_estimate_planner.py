@@ -235,3 +235,18 @@ def test_budget_planner_offers_pure_bf16_for_full_fine_tuning() -> None:
     recommendation = recommend(plan, CATALOG["meta-llama/Llama-2-7b-hf"], 80.0)
     assert recommendation.status == FITS
     assert recommendation.patch.get("training.precision") == "bf16-pure"
+
+
+def test_allocator_reserve_is_smaller_when_every_batch_has_the_same_length() -> None:
+    from ftc.estimate.memory import ALLOCATOR_RESERVE, ALLOCATOR_RESERVE_FIXED
+    from ftc.estimate.workload import from_plan
+
+    arch = CATALOG["meta-llama/Llama-2-7b-hf"]
+    for packing, share in ((True, ALLOCATOR_RESERVE_FIXED), (False, ALLOCATOR_RESERVE)):
+        memory = estimate(_plan(**{"data.packing": packing}), local_files=False).memory
+        phase = memory.phases[memory.peak_phase]
+        persistent = sum(phase.get(k, 0.0) for k in ("weights", "adapter", "master_weights", "optimizer",
+                                                      "gradients"))
+        assert memory.reserve == pytest.approx(share * (memory.allocated_peak - persistent))
+        assert from_plan(_plan(**{"data.packing": packing}), arch).packing is packing
+    assert ALLOCATOR_RESERVE_FIXED < ALLOCATOR_RESERVE

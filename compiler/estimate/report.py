@@ -8,7 +8,7 @@ from ..gpus import GPUS
 from ..plan import Plan
 from . import Costed, Estimate
 from .fit import FITS, MARGIN
-from .memory import ALLOCATOR_RESERVE, CUDA_CONTEXT_BYTES, GIB
+from .memory import CUDA_CONTEXT_BYTES, GIB, allocator_reserve
 from .params import base_counts
 from .throughput import MFU
 from .tokens import BYTES_PER_TOKEN
@@ -141,7 +141,7 @@ def assumptions(e: Estimate) -> list[str]:
         f"memory: {w.stack.name}; {w.mode} weights, {w.attention}, micro-batch {w.micro_batch} × "
         f"{w.seq_len} tokens{' packed' if w.packing else ''}, gradient checkpointing "
         f"{'on' if w.grad_ckpt else 'off'}",
-        f"device peak = allocated + {CUDA_CONTEXT_BYTES / GIB:g} GiB CUDA context + {ALLOCATOR_RESERVE:.0%} of the "
+        f"device peak = allocated + {CUDA_CONTEXT_BYTES / GIB:g} GiB CUDA context + {allocator_reserve(w):.0%} of the "
         f"per-step allocations as allocator reserve; fits = at least {MARGIN:.0%} of the GPU left free",
         f"throughput: {MFU:.0%} of each GPU's dense 16-bit peak (less for 4/8-bit and multi-GPU)",
         f"tokens from files: UTF-8 bytes / {BYTES_PER_TOKEN:g} + template tokens",
