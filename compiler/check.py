@@ -29,7 +29,7 @@ from .validate import sort_diagnostics
 # W401: the usual minimum number of training rows for a PEFT method, and for full fine-tuning.
 PEFT_MIN_ROWS = 1_000
 FULL_MIN_ROWS = 100_000
-# W462: evaluation passes costing more than this share of the training compute; the hint aims at EVAL_TARGET.
+# W462: evaluation passes taking more than this share of the training time; the hint aims at EVAL_TARGET.
 EVAL_MAX_SHARE = 0.20
 EVAL_TARGET_SHARE = 0.10
 # W405: a learning rate above this is high for full fine-tuning (which usually starts at FULL_LEARNING_RATE).
@@ -478,7 +478,7 @@ def context_length(ctx: Context) -> Iterator[Diagnostic]:
 
 @rule("W462")
 def evaluation_cost(ctx: Context) -> Iterator[Diagnostic]:
-    """Evaluation passes that cost more than EVAL_MAX_SHARE of the training compute (`ftc estimate`'s time)."""
+    """Evaluation passes that take more than EVAL_MAX_SHARE of the training time (`ftc estimate`'s time)."""
     result = spec_only_estimate(ctx.plan)
     if isinstance(result, str) or result.chosen.time is None:
         return
@@ -498,7 +498,7 @@ def evaluation_cost(ctx: Context) -> Iterator[Diagnostic]:
         rounded = -(-needed // step) * step
         hint = f"set training.eval_every_steps: {rounded} and checkpointing.every_steps: {rounded}"
     yield ctx.warning("W462", "/training/eval_every_steps",
-                      f"evaluation costs {share:.0%} of the training compute ({time.eval_tokens / 1e6:.1f} M tokens "
+                      f"evaluation takes {share:.0%} of the training time ({time.eval_tokens / 1e6:.1f} M tokens "
                       f"evaluated in {time.evaluations} passes vs {time.train_tokens / 1e6:.1f} M trained), more than "
                       f"{EVAL_MAX_SHARE:.0%}; evaluating every {training.eval_every_steps} steps",
                       f"{hint} (evaluation then at most about {EVAL_TARGET_SHARE:.0%} of training)")

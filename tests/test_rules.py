@@ -65,7 +65,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("W460", {"resources.gpu": "A10G"}, {"resources.gpu": "T4", "training.precision": "fp16"}),
     # Llama-2-7B was trained on 4096-token contexts (max_position_embeddings)
     ("W461", {"data.max_seq_length": 4096}, {"data.max_seq_length": 8192}),
-    # 5 000 rows, 20 % validation: evaluated every 20 steps it costs about 28 % of training, every 100 steps 4 %
+    # 5 000 rows, 20 % validation: evaluated every 20 steps it takes about 29 % of the training time, every 100 6 %
     ("W462", {"data.validation": {"fraction": 0.2}, "training.eval_every_steps": 100},
      {"data.validation": {"fraction": 0.2}, "training.eval_every_steps": 20}),
     ("E321", {"method.type": "full", "training.precision": "bf16-pure"},

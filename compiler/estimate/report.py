@@ -10,7 +10,8 @@ from . import Costed, Estimate
 from .fit import FITS, MARGIN
 from .memory import CUDA_CONTEXT_BYTES, GIB, allocator_reserve
 from .params import base_counts
-from .throughput import MFU
+from .steptime import LAYER_PASS_SECONDS, U_ATTENTION, U_MATMUL
+from .throughput import Time
 from .tokens import BYTES_PER_TOKEN
 
 # What each breakdown term holds (shown next to it in the text report).
@@ -72,7 +73,9 @@ def to_json(e: Estimate) -> dict[str, Any]:
         "eval_tokens": None if time is None else int(time.eval_tokens),
         "optimizer_steps": None if time is None else time.steps,
         "flops_per_token": None if time is None else float(f"{time.flops_per_token:.4g}"),
-        "achievable_tflops_per_gpu": None if time is None else round(time.per_gpu_tflops, 1),
+        "achieved_tflops_per_gpu": None if time is None else round(time.per_gpu_tflops, 1),
+        "seconds_per_step": None if time is None or time.step is None else round(time.step.seconds, 3),
+        "eval_share": None if time is None else round(time.eval_share, 3),
         "data": e.data.source if e.data is not None else "unknown: set data.num_examples (and "
                                                            "data.avg_tokens_per_example)",
         "prices": {"source": e.prices.source, "as_of": e.prices.as_of, "currency": e.prices.currency},
@@ -143,9 +146,23 @@ def assumptions(e: Estimate) -> list[str]:
         f"{'on' if w.grad_ckpt else 'off'}",
         f"device peak = allocated + {CUDA_CONTEXT_BYTES / GIB:g} GiB CUDA context + {allocator_reserve(w):.0%} of the "
         f"per-step allocations as allocator reserve; fits = at least {MARGIN:.0%} of the GPU left free",
-        f"throughput: {MFU:.0%} of each GPU's dense 16-bit peak (less for 4/8-bit and multi-GPU)",
+        f"time per optimizer step: {LAYER_PASS_SECONDS * 1e3:g} ms per block and pass, matmuls at "
+        f"{U_MATMUL:.0%} and attention at {U_ATTENTION:.0%} of the dense 16-bit peak, 4/8-bit dequantization per "
+        "weight and pass, ZeRO-3 all-gathers, the optimizer step per parameter (fitted on published step times)",
         f"tokens from files: UTF-8 bytes / {BYTES_PER_TOKEN:g} + template tokens",
     ]
+
+
+def _step_line(time: Time) -> str:
+    step = time.step
+    if step is None:
+        return ""
+    parts = [("fixed per block and pass", step.overhead), ("compute", step.compute),
+             ("4/8-bit dequantization", step.dequant), ("ZeRO-3 all-gathers", step.gather),
+             ("optimizer", step.optimizer)]
+    shown = ", ".join(f"{name} {value:.2f} s" for name, value in parts if value > 0.005)
+    return (f"{step.seconds:.2f} s per optimizer step ({shown}; {step.achieved_tflops:.0f} TFLOPS achieved, "
+            f"{step.utilization:.0%} of the peak while computing)")
 
 
 def _fmt_money(value: float | None) -> str:
@@ -197,8 +214,7 @@ def to_text(e: Estimate, filename: str) -> str:
             f"  data      {e.data.source if e.data else ''}",
             f"  tokens    {time.train_tokens:,.0f} trained, {time.eval_tokens:,.0f} evaluated; "
             f"{time.steps:,} optimizer steps",
-            f"  compute   {time.flops_per_token / 1e9:.1f} GFLOP per token; assumed {time.per_gpu_tflops:.0f} TFLOPS "
-            f"per {e.gpu} ({MFU:.0%} of its dense peak, adjusted)",
+            f"  compute   {time.flops_per_token / 1e9:.1f} GFLOP per token; {_step_line(time)}",
             f"  time      {time.hours:.1f} h on {e.chosen.fit.gpus} × {e.gpu}",
             (f"  cost      {_fmt_money(e.chosen.spot)} spot (the spec runs on spot), "
              f"{_fmt_money(e.chosen.on_demand)} on-demand" if e.spot else
