@@ -217,8 +217,13 @@ def test_write_patch_needs_a_budget(cli: click.Group, tmp_path: Path) -> None:
 # pure bf16
 
 
-def test_full_7b_fits_one_80gb_gpu_in_pure_bf16_not_in_mixed_precision() -> None:
+def test_full_7b_fits_one_80gb_gpu_in_pure_bf16_not_in_mixed_precision(cli: click.Group, tmp_path: Path) -> None:
     common = {"method.type": "full", "resources.gpu": "A100-80GB", "data.num_examples": 200000}
+    for precision, status in (("bf16", NO_FIT), ("bf16-pure", FITS)):
+        path = tmp_path / f"{precision}.yaml"
+        path.write_text(yaml.safe_dump(spec(**common, **{"training.precision": precision})))
+        code, out = _run(cli, "estimate", str(path), "--json")
+        assert code == 0 and json.loads(out)["status"] == status
     mixed = estimate(_plan(**common), local_files=False)
     pure = estimate(_plan(**common, **{"training.precision": "bf16-pure"}), local_files=False)
     assert mixed.status == NO_FIT and pure.status == FITS
