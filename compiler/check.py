@@ -16,7 +16,7 @@ from typing import Any
 from .codes import CODES
 from .diagnostics import Diagnostic, Position, error, warning
 from .estimate import spec_only_estimate
-from .estimate.fit import NO_FIT
+from .estimate.fit import FITS, NO_FIT
 from .estimate.models import ArchitectureError, known_layout, resolve_architecture
 from .estimate.params import module_names
 from .gpus import GPUS
@@ -29,6 +29,9 @@ from .validate import sort_diagnostics
 # W401: the usual minimum number of training rows for a PEFT method, and for full fine-tuning.
 PEFT_MIN_ROWS = 1_000
 FULL_MIN_ROWS = 100_000
+# W462: evaluation passes taking more than this share of the training time; the hint aims at EVAL_TARGET.
+EVAL_MAX_SHARE = 0.20
+EVAL_TARGET_SHARE = 0.10
 # W405: a learning rate above this is high for full fine-tuning (which usually starts at FULL_LEARNING_RATE).
 FULL_MAX_LEARNING_RATE = 1e-4
 
@@ -164,7 +167,7 @@ def precision_vs_gpu(ctx: Context) -> Iterator[Diagnostic]:
     gpu = GPUS[ctx.spec.resources.gpu]
     if gpu.bf16:
         return
-    if ctx.spec.training.precision == "bf16":
+    if ctx.spec.training.precision in ("bf16", "bf16-pure"):
         yield ctx.error("E304", "/training/precision", f"{gpu.name} has no bfloat16 support",
                         "use training.precision: fp16 (or a GPU of the Ampere generation or newer)")
     quant = ctx.spec.method.quantization
@@ -444,8 +447,9 @@ def estimated_memory_fits(ctx: Context) -> Iterator[Diagnostic]:
     if isinstance(result, str) or result.status != NO_FIT:
         return
     gpu = GPUS[ctx.spec.resources.gpu]
-    if result.changes:
-        hint = f"{result.changes[0].description} (estimated {result.changes[0].peak_gib:.1f} GiB)"
+    plan = result.recommendation
+    if plan is not None and plan.steps and plan.status == FITS:
+        hint = f"{plan.summary()} (estimated {plan.peak_gib:.1f} GiB)"
     elif result.cheapest is not None:
         hint = f"use {result.cheapest.fit.gpus} × {result.cheapest.fit.gpu}"
     else:
@@ -453,6 +457,59 @@ def estimated_memory_fits(ctx: Context) -> Iterator[Diagnostic]:
     yield ctx.warning("W460", "/resources/gpu",
                       f"estimated peak memory {result.memory.device_peak / 2**30:.1f} GiB per GPU does not fit "
                       f"{gpu.name} ({gpu.memory_gib:g} GiB); see `ftc estimate`", hint)
+
+
+@rule("W461")
+def context_length(ctx: Context) -> Iterator[Diagnostic]:
+    """`data.max_seq_length` beyond the context the model was trained for (catalog or local config.json)."""
+    try:
+        arch = resolve_architecture(ctx.spec.model, local_files=True)
+    except (ArchitectureError, OSError):
+        return
+    context = arch.max_position_embeddings
+    length = ctx.spec.data.max_seq_length
+    if context is not None and length > context:
+        yield ctx.warning("W461", "/data/max_seq_length",
+                          f"data.max_seq_length {length} exceeds the {context} tokens {ctx.spec.model.name_or_path} "
+                          f"was trained for (max_position_embeddings, from {arch.source}): positions beyond it "
+                          "were never seen and quality degrades",
+                          f"set data.max_seq_length: {context}")
+
+
+@rule("W462")
+def evaluation_cost(ctx: Context) -> Iterator[Diagnostic]:
+    """Evaluation passes that take more than EVAL_MAX_SHARE of the training time (`ftc estimate`'s time)."""
+    result = spec_only_estimate(ctx.plan)
+    if isinstance(result, str) or result.chosen.time is None:
+        return
+    time = result.chosen.time
+    share = time.eval_share
+    if share <= EVAL_MAX_SHARE or time.evaluations == 0:
+        return
+    training, every = ctx.spec.training, ctx.spec.checkpointing.every_steps
+    per_pass = share / time.evaluations
+    evals = max(1, int(EVAL_TARGET_SHARE / per_pass))
+    needed = -(-time.steps // max(1, evals - 1))  # a run evaluates steps // every + 1 times
+    divisors = [d for d in range(needed, every + 1) if every % d == 0]
+    if divisors:
+        hint = f"set training.eval_every_steps: {divisors[0]}"
+    else:
+        step = 10 ** max(1, len(str(needed)) - 1)
+        rounded = -(-needed // step) * step
+        hint = f"set training.eval_every_steps: {rounded} and checkpointing.every_steps: {rounded}"
+    yield ctx.warning("W462", "/training/eval_every_steps",
+                      f"evaluation takes {share:.0%} of the training time ({time.eval_tokens / 1e6:.1f} M tokens "
+                      f"evaluated in {time.evaluations} passes vs {time.train_tokens / 1e6:.1f} M trained), more than "
+                      f"{EVAL_MAX_SHARE:.0%}; evaluating every {training.eval_every_steps} steps",
+                      f"{hint} (evaluation then at most about {EVAL_TARGET_SHARE:.0%} of training)")
+
+
+@rule("E321")
+def pure_bf16_without_deepspeed(ctx: Context) -> Iterator[Diagnostic]:
+    if ctx.spec.training.precision == "bf16-pure" and ctx.spec.performance.deepspeed is not None:
+        yield ctx.error("E321", "/training/precision",
+                        "bf16-pure with DeepSpeed: its bf16 optimizer keeps fp32 master weights, so the training "
+                        "would not be pure bf16", "use training.precision: bf16, or performance.deepspeed: null")
 
 
 def check(plan: Plan, raw: dict[str, Any], positions: Mapping[str, Position], rows: int | None) -> list[Diagnostic]:

@@ -27,6 +27,9 @@ Examples:
   ftc estimate spec.yaml --gpu L4                  would it fit on an L4 instead?
   ftc estimate spec.yaml --json | jq .peak_gib_per_gpu
   ftc estimate spec.yaml --prices my-prices.json   your negotiated $/GPU-hour
+  ftc estimate spec.yaml --budget-gib 12 --write-patch fit.yaml
+                                                   what to change to fit a 12 GiB card
+  ftc estimate spec.yaml --cloud gcp               only GPUs Google Cloud offers
 """)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -35,7 +38,15 @@ Examples:
 @click.option("--prices", "prices_path", type=click.Path(dir_okay=False), default=None,
               help="JSON price table {source, as_of, gpus: {NAME: {on_demand, spot}}} ($ per GPU-hour); "
                    "GPUs it leaves out keep the built-in prices.")
-def estimate_cmd(spec: str, as_json: bool, gpu: str | None, prices_path: str | None) -> None:
+@click.option("--budget-gib", type=click.FloatRange(min=1.0), default=None,
+              help="Memory budget per GPU (GiB): plan the cheapest spec changes that fit it.")
+@click.option("--write-patch", "patch_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the budget's spec changes as YAML to merge into the spec (with --budget-gib).")
+@click.option("--cloud", type=click.Choice(["aws", "gcp", "azure", "community", "any"]), default=None,
+              help="Recommend only GPUs offered there (default: the big clouds aws, gcp, azure; "
+                   "community: GPU marketplaces).")
+def estimate_cmd(spec: str, as_json: bool, gpu: str | None, prices_path: str | None, budget_gib: float | None,
+                 patch_path: str | None, cloud: str | None) -> None:
     """Estimate peak GPU memory (with a breakdown), which GPUs fit, training time and cost for SPEC.
 
     The model's shape comes from model.architecture, else config.json of a local model directory, else the
@@ -47,6 +58,8 @@ def estimate_cmd(spec: str, as_json: bool, gpu: str | None, prices_path: str | N
     from ..load import load_spec
     from ..pipeline import plan_spec
 
+    if patch_path is not None and budget_gib is None:
+        raise click.BadParameter("needs --budget-gib", param_hint="--write-patch")
     prices = None
     if prices_path is not None:
         try:
@@ -60,13 +73,17 @@ def estimate_cmd(spec: str, as_json: bool, gpu: str | None, prices_path: str | N
         _report(errors, spec)
         sys.exit(EXIT_SPEC)
     try:
-        result = estimate(planned.plan, local_files=True, gpu=gpu, prices=prices)
+        result = estimate(planned.plan, local_files=True, gpu=gpu, prices=prices, cloud=cloud, budget_gib=budget_gib)
     except ArchitectureError as exc:
         _report([error("E360", "/model/name_or_path", str(exc), loaded.positions.get("/model/name_or_path"),
                        "add model.architecture {hidden_size, num_layers, num_attention_heads, "
                        "num_key_value_heads, intermediate_size, vocab_size}, or point name_or_path at a local "
                        "directory with config.json")], spec)
         sys.exit(EXIT_SPEC)
+    if patch_path is not None and result.recommendation is not None:
+        from pathlib import Path
+
+        Path(patch_path).write_text(result.recommendation.yaml_patch(), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(to_json(result), indent=2, sort_keys=True))
     else:

@@ -17,6 +17,7 @@ from ..plan import Plan
 from .fit import FITS, Change, Fit, changes_to_fit, fit_table, on_gpu, status_of
 from .memory import GIB, Memory, estimate_memory
 from .models import Architecture, ArchitectureError, EstimateError, resolve_architecture
+from .planner import Recommendation, recommend
 from .throughput import PriceError, Prices, Time, builtin_prices, estimate_time, load_prices
 from .tokens import DataSize, data_size, validation_size
 from .workload import Workload, from_plan
@@ -56,6 +57,18 @@ class Estimate:
     prices: Prices
     cpu_ram: float
     notes: tuple[str, ...] = field(default=())
+    cloud: str | None = None  # the --cloud filter: None = the big clouds, "any" = everywhere
+    spot: bool = False  # the spec runs on spot capacity: costs are ranked and shown at spot prices
+    recommendation: Recommendation | None = None  # the changes that fit the budget (or the GPU)
+    budget_gib: float | None = None
+
+    def offered(self, row: Costed) -> bool:
+        """Whether a fit-table row's GPU is offered where the user rents (see `cloud`)."""
+        return self.prices.offered_on(row.fit.gpu, self.cloud)
+
+    def run_cost(self, row: Costed) -> float | None:
+        """The whole run's cost at the price the spec pays (spot or on-demand)."""
+        return row.spot if self.spot else row.on_demand
 
 
 def _cost(fit: Fit, arch: Architecture, size: DataSize | None, prices: Prices, validation: DataSize | None) -> Costed:
@@ -68,13 +81,18 @@ def _cost(fit: Fit, arch: Architecture, size: DataSize | None, prices: Prices, v
     return Costed(fit, time, time.hours * fit.gpus * price[0], time.hours * fit.gpus * price[1], price)
 
 
-def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: Prices | None = None) -> Estimate:
-    """The estimate for a plan; `gpu` replaces resources.gpu.
+def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: Prices | None = None,
+             cloud: str | None = None, budget_gib: float | None = None) -> Estimate:
+    """The estimate for a plan; `gpu` replaces resources.gpu (the fit table still moves the spec as
+    written to each GPU); `cloud` restricts the cheapest choice to GPUs offered there ("any": anywhere;
+    None: on one of the big clouds); `budget_gib` plans the changes that fit that many GiB per GPU
+    (`recommendation`; without it, the changes that fit the spec's GPU when it does not).
 
     `local_files`: also read config.json of a local model directory and count the training file (what
     `ftc estimate` does); compile passes False so its output depends on the spec alone.
     Raises EstimateError (ArchitectureError when the model's shape is unknown).
     """
+    written = plan
     if gpu is not None:
         plan, _ = on_gpu(plan, gpu)
     spec = plan.spec
@@ -91,12 +109,21 @@ def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: P
     chosen_fit = Fit(chosen_name, world, spec.resources.nodes, status, memory, capacity,
                      on_gpu(plan, chosen_name, world)[0])
     chosen = _cost(chosen_fit, arch, size, prices, validation)
-    rows = tuple(_cost(row, arch, size, prices, validation) for row in fit_table(plan, arch))
-    fitting = [r for r in rows if r.fit.status == FITS and r.price is not None]
-    # the cheapest whole run when the time is known, else the cheapest hour
-    cheapest = min(fitting, key=lambda r: r.on_demand if r.on_demand is not None
-                   else (r.price or (0.0, 0.0))[0] * r.fit.gpus, default=None)
+    rows = tuple(_cost(row, arch, size, prices, validation) for row in fit_table(written, arch))
+    spot = spec.resources.spot
+    which = 1 if spot else 0
+    fitting = [r for r in rows if r.fit.status == FITS and r.price is not None
+               and prices.offered_on(r.fit.gpu, cloud)]
+    # the cheapest whole run when the time is known, else the cheapest hour (spot prices on spot)
+    cheapest = min(fitting, key=lambda r: (r.spot if spot else r.on_demand) if r.on_demand is not None
+                   else (r.price or (0.0, 0.0))[which] * r.fit.gpus, default=None)
     changes = tuple(changes_to_fit(plan, arch)) if status != FITS else ()
+    target = budget_gib if budget_gib is not None else capacity
+    recommendation = None
+    if budget_gib is not None or status != FITS:
+        recommendation = recommend(plan, arch, target)
+        if not changes and recommendation.steps:
+            changes = (Change(recommendation.summary(), recommendation.peak_gib, recommendation.status),)
     cpu_ram = spec.resources.gpus_per_node * (HOST_BYTES_PER_PROCESS + memory.cpu_offload)
     notes = list(memory.notes)
     if chosen.time is not None and not chosen.time.eval_known:
@@ -105,7 +132,7 @@ def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: P
         notes.append("transformers 5 stores Mixtral experts as 3-D tensors: bitsandbytes leaves them unquantized, "
                      "and LoRA on them (peft's all-linear wraps them) is not counted")
     return Estimate(plan, arch, workload, memory, chosen_name, status, rows, chosen, cheapest, changes, size,
-                    prices, cpu_ram, tuple(notes))
+                    prices, cpu_ram, tuple(notes), cloud, spot, recommendation, budget_gib)
 
 
 _CACHE: dict[str, Estimate | str] = {}

@@ -7,7 +7,7 @@ fits without that margin (fragmentation, a longer batch or another library versi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +70,7 @@ def on_gpu(plan: Plan, gpu: str, gpus: int | None = None) -> tuple[Plan, str]:
         per_node = min(gpus, GPUS[gpu].max_per_node)
         changes.update({"resources.gpus_per_node": per_node, "resources.nodes": max(1, -(-gpus // per_node))})
     notes = []
-    if not GPUS[gpu].bf16 and training.precision == "bf16":
+    if not GPUS[gpu].bf16 and training.precision in ("bf16", "bf16-pure"):
         changes["training.precision"] = "fp16"
         notes.append("fp16 (no bf16)")
     if not GPUS[gpu].flash_attention_2 and performance.attention == "flash_attention_2":
@@ -169,47 +169,14 @@ def _candidates(plan: Plan, method_changes: bool = True) -> Iterator[tuple[str, 
 
 
 def changes_to_fit(plan: Plan, arch: Architecture, limit: int = 3) -> list[Change]:
-    """Up to `limit` single changes after which the plan fits its own GPU; if none does, one combination
-    (greedy: each step takes the change that lowers the peak most; the plan's method is kept if possible)."""
+    """Up to `limit` single changes after which the plan fits its own GPU (when none does,
+    `ftc.estimate.planner.recommend` combines them)."""
     gpu = GPUS[plan.spec.resources.gpu]
-
-    def measure(candidate: Plan) -> float:
-        return memory_of(candidate, arch).device_peak
-
     found: list[Change] = []
     for description, changed in _candidates(plan):
-        peak = measure(changed)
+        peak = memory_of(changed, arch).device_peak
         if status_of(peak, gpu.memory_gib) == FITS:
             found.append(Change(description, peak / GIB, FITS))
             if len(found) >= limit:
                 break
-    if found:
-        return found
-    # no single change is enough: combine them greedily, keeping the method if that suffices
-    best: Change | None = None
-    for method_changes in (False, True):
-        combined = _greedy(plan, gpu.memory_gib, measure, method_changes)
-        if combined is not None and (best is None or combined.peak_gib < best.peak_gib):
-            best = combined
-        if best is not None and best.status == FITS:
-            break
-    return [best] if best is not None else []
-
-
-def _greedy(plan: Plan, capacity: float, measure: Callable[[Plan], float], method_changes: bool) -> Change | None:
-    current = plan
-    steps: list[str] = []
-    best = measure(plan)
-    for _ in range(8):
-        options = [(measure(changed), description, changed)
-                   for description, changed in _candidates(current, method_changes)]
-        if not options:
-            break
-        peak, description, changed = min(options, key=lambda o: o[0])
-        if peak >= best:
-            break
-        best, current = peak, changed
-        steps.append(description)
-        if status_of(peak, capacity) == FITS:
-            break
-    return Change("; ".join(steps), best / GIB, status_of(best, capacity)) if steps else None
+    return found

@@ -74,6 +74,11 @@ class Explanation:
 
 def plan_for(row: ReferenceRow, micro_batch: int, seq_len: int, grad_ckpt: bool) -> Plan:
     """The plan of one table row on Llama-2-7B (LoRA r 8, alpha 16 on q/k/v/o, the usual configuration)."""
+    return make_plan(resolve(spec_for(row, micro_batch, seq_len, grad_ckpt)))
+
+
+def spec_for(row: ReferenceRow, micro_batch: int, seq_len: int, grad_ckpt: bool) -> dict[str, Any]:
+    """The spec (as a user writes it) of `plan_for`."""
     raw: dict[str, Any] = {
         "apiVersion": "ftc/v1", "kind": "FineTune", "metadata": {"name": "llama2-reference"},
         "model": {"name_or_path": MODEL},
@@ -87,7 +92,7 @@ def plan_for(row: ReferenceRow, micro_batch: int, seq_len: int, grad_ckpt: bool)
                                  "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     else:
         raw["performance"] = {"deepspeed": {"stage": 3}}
-    return make_plan(resolve(raw))
+    return raw
 
 
 def _assumptions(row: ReferenceRow) -> Iterator[Assumption]:

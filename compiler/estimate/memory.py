@@ -29,8 +29,17 @@ CUDA_CONTEXT_BYTES = 1.0 * GIB
 # NCCL communicator buffers per process when training on several GPUs.
 NCCL_BYTES = 0.5 * GIB
 # The caching allocator holds freed blocks for reuse; at the peak, reserved memory exceeds allocated
-# memory by a share of what is allocated and freed every step (activations, logits, temporaries).
+# memory by a share of what is allocated and freed every step (activations, logits, temporaries). With
+# batches of varying length (no packing) the blocks of one step rarely fit the next and memory fragments
+# (the runtime's expandable segments keep this near ALLOCATOR_RESERVE); with packing every step has the same
+# shapes and the cached blocks are reused as they are.
 ALLOCATOR_RESERVE = 0.10
+ALLOCATOR_RESERVE_FIXED = 0.05
+
+
+def allocator_reserve(w: Workload) -> float:
+    """The reserve's share of the per-step allocations: smaller when every batch has the same length."""
+    return ALLOCATOR_RESERVE_FIXED if w.packing else ALLOCATOR_RESERVE
 
 # Optimizer state bytes per trainable parameter (besides a master copy). bitsandbytes 8-bit optimizers keep
 # two uint8 states plus one fp32 absmax per 256-element block for each.
@@ -369,5 +378,5 @@ def estimate_memory(w: Workload) -> Memory:
     if w.optimizer.startswith("paged_"):
         notes.append("paged optimizer: its states can page out to CPU RAM under memory pressure instead of "
                      "failing")
-    return Memory(phases=phases, peak_phase=peak_phase, context=context, reserve=ALLOCATOR_RESERVE * dynamic,
+    return Memory(phases=phases, peak_phase=peak_phase, context=context, reserve=allocator_reserve(w) * dynamic,
                   cpu_offload=s.cpu, notes=tuple(notes))

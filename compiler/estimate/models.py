@@ -58,6 +58,7 @@ class Architecture:
     qkv_bias: bool = False
     norms_per_block: int = 2  # Gemma 2 adds a norm after attention and after the MLP
     model_type: str = ""  # config.json's model_type (PEFT's default target modules depend on it)
+    max_position_embeddings: int | None = None  # the context the model was trained for, when known
     source: str = ""  # where the numbers came from, shown in the report
 
     @property
@@ -163,6 +164,7 @@ def from_config(config: Mapping[str, Any], where: str) -> Architecture:
         experts_per_token=top_k if experts > 1 else 1, qkv_bias=qkv_bias,
         norms_per_block=1 if family in ("phi", "falcon") else 4 if model_type == "gemma2" else 2,
         model_type=model_type,
+        max_position_embeddings=_int(config, "max_position_embeddings", "n_positions", "seq_length"),
         source=f"{where} (model_type {model_type or 'unknown'}"
                + ("" if model_type in _FAMILY_OF_MODEL_TYPE else ", Llama-style block assumed") + ")")
 

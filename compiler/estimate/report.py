@@ -7,10 +7,11 @@ from typing import Any
 from ..gpus import GPUS
 from ..plan import Plan
 from . import Costed, Estimate
-from .fit import MARGIN
-from .memory import ALLOCATOR_RESERVE, CUDA_CONTEXT_BYTES, GIB
+from .fit import FITS, MARGIN
+from .memory import CUDA_CONTEXT_BYTES, GIB, allocator_reserve
 from .params import base_counts
-from .throughput import MFU
+from .steptime import LAYER_PASS_SECONDS, U_ATTENTION, U_MATMUL
+from .throughput import Time
 from .tokens import BYTES_PER_TOKEN
 
 # What each breakdown term holds (shown next to it in the text report).
@@ -40,7 +41,7 @@ def _money(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def _row(r: Costed) -> dict[str, Any]:
+def _row(r: Costed, e: Estimate) -> dict[str, Any]:
     return {
         "status": r.fit.status,
         "gpus": r.fit.gpus,
@@ -51,6 +52,7 @@ def _row(r: Costed) -> dict[str, Any]:
         "cost_on_demand_usd": _money(r.on_demand),
         "cost_spot_usd": _money(r.spot),
         "note": r.fit.note or None,
+        "clouds": list(e.prices.clouds.get(r.fit.gpu, ())),
     }
 
 
@@ -71,7 +73,9 @@ def to_json(e: Estimate) -> dict[str, Any]:
         "eval_tokens": None if time is None else int(time.eval_tokens),
         "optimizer_steps": None if time is None else time.steps,
         "flops_per_token": None if time is None else float(f"{time.flops_per_token:.4g}"),
-        "achievable_tflops_per_gpu": None if time is None else round(time.per_gpu_tflops, 1),
+        "achieved_tflops_per_gpu": None if time is None else round(time.per_gpu_tflops, 1),
+        "seconds_per_step": None if time is None or time.step is None else round(time.step.seconds, 3),
+        "eval_share": None if time is None else round(time.eval_share, 3),
         "data": e.data.source if e.data is not None else "unknown: set data.num_examples (and "
                                                            "data.avg_tokens_per_example)",
         "prices": {"source": e.prices.source, "as_of": e.prices.as_of, "currency": e.prices.currency},
@@ -91,8 +95,11 @@ def to_json(e: Estimate) -> dict[str, Any]:
         "phases": {name: _gib(sum(terms.values())) for name, terms in memory.phases.items()},
         "cpu_ram_gib": _gib(e.cpu_ram),
         "cpu_offload_gib_per_gpu": _gib(memory.cpu_offload),
-        "fits": {r.fit.gpu: _row(r) for r in e.rows},
-        "cheapest": None if e.cheapest is None else {"gpu": e.cheapest.fit.gpu, **_row(e.cheapest)},
+        "fits": {r.fit.gpu: _row(r, e) for r in e.rows},
+        "cheapest": None if e.cheapest is None else {"gpu": e.cheapest.fit.gpu, **_row(e.cheapest, e)},
+        "clouds": e.cloud or "aws, gcp, azure",
+        "spot": e.spot,
+        "recommendation": _recommendation_json(e),
         "changes_to_fit": [{"change": c.description, "peak_gib_per_gpu": round(c.peak_gib, 3), "status": c.status}
                            for c in e.changes],
         "cost": cost,
@@ -101,17 +108,61 @@ def to_json(e: Estimate) -> dict[str, Any]:
     }
 
 
+def _recommendation_json(e: Estimate) -> dict[str, Any] | None:
+    r = e.recommendation
+    if r is None:
+        return None
+    return {"budget_gib_per_gpu": r.budget_gib, "status": r.status, "peak_gib_per_gpu": round(r.peak_gib, 3),
+            "steps": [{"lever": s.lever, "change": s.description, "peak_gib_per_gpu": round(s.peak_gib, 3),
+                       "saves_gib": round(s.saved_gib, 3)} for s in r.steps],
+            "patch": r.spec_patch()}
+
+
+def _recommendation_lines(e: Estimate) -> list[str]:
+    r = e.recommendation
+    if r is None:
+        return []
+    target = f"a budget of {r.budget_gib:g} GiB per GPU" if e.budget_gib is not None else e.gpu
+    if not r.steps:
+        return [f"To fit {target}: no change needed ({r.start_gib:.1f} GiB, {r.status})"]
+    verdict = "fits" if r.status == FITS else f"{r.status} even with every change below"
+    lines = [f"To fit {target} ({verdict}: {r.start_gib:.1f} -> {r.peak_gib:.1f} GiB per GPU), "
+             "in order of preference:"]
+    lines += [f"  {i}. {s.description}  -> {s.peak_gib:.1f} GiB (-{s.saved_gib:.1f})"
+              for i, s in enumerate(r.steps, start=1)]
+    if e.budget_gib is not None:
+        sized = [name for name, gpu in GPUS.items() if gpu.memory_gib >= r.budget_gib]
+        lines.append(f"  GPUs with at least {r.budget_gib:g} GiB: {', '.join(sized) or 'none in the catalog'}")
+    lines.append("Spec patch (merge into the spec; --write-patch FILE writes it):")
+    lines += ["  " + line for line in r.yaml_patch().splitlines()[1:]]
+    return lines
+
+
 def assumptions(e: Estimate) -> list[str]:
     w = e.workload
     return [
         f"memory: {w.stack.name}; {w.mode} weights, {w.attention}, micro-batch {w.micro_batch} × "
         f"{w.seq_len} tokens{' packed' if w.packing else ''}, gradient checkpointing "
         f"{'on' if w.grad_ckpt else 'off'}",
-        f"device peak = allocated + {CUDA_CONTEXT_BYTES / GIB:g} GiB CUDA context + {ALLOCATOR_RESERVE:.0%} of the "
+        f"device peak = allocated + {CUDA_CONTEXT_BYTES / GIB:g} GiB CUDA context + {allocator_reserve(w):.0%} of the "
         f"per-step allocations as allocator reserve; fits = at least {MARGIN:.0%} of the GPU left free",
-        f"throughput: {MFU:.0%} of each GPU's dense 16-bit peak (less for 4/8-bit and multi-GPU)",
+        f"time per optimizer step: {LAYER_PASS_SECONDS * 1e3:g} ms per block and pass, matmuls at "
+        f"{U_MATMUL:.0%} and attention at {U_ATTENTION:.0%} of the dense 16-bit peak, 4/8-bit dequantization per "
+        "weight and pass, ZeRO-3 all-gathers, the optimizer step per parameter (fitted on published step times)",
         f"tokens from files: UTF-8 bytes / {BYTES_PER_TOKEN:g} + template tokens",
     ]
+
+
+def _step_line(time: Time) -> str:
+    step = time.step
+    if step is None:
+        return ""
+    parts = [("fixed per block and pass", step.overhead), ("compute", step.compute),
+             ("4/8-bit dequantization", step.dequant), ("ZeRO-3 all-gathers", step.gather),
+             ("optimizer", step.optimizer)]
+    shown = ", ".join(f"{name} {value:.2f} s" for name, value in parts if value > 0.005)
+    return (f"{step.seconds:.2f} s per optimizer step ({shown}; {step.achieved_tflops:.0f} TFLOPS achieved, "
+            f"{step.utilization:.0%} of the peak while computing)")
 
 
 def _fmt_money(value: float | None) -> str:
@@ -141,21 +192,19 @@ def to_text(e: Estimate, filename: str) -> str:
                  + (f" (ZeRO offload {memory.cpu_offload / GIB:.1f} GiB per GPU)" if memory.cpu_offload else ""))
     lines += ["", "GPU fit (GPUs: the fewest that fit with the spec's ZeRO stage; $: whole run)",
               f"  {'GPU':<10} {'memory':>7} {'GPUs':>5} {'peak/GPU':>9}  {'status':<13} {'hours':>8} "
-              f"{'on-demand':>10} {'spot':>9}"]
+              f"{'on-demand':>10} {'spot':>9}  offered on"]
     for r in e.rows:
         hours = "-" if r.time is None else f"{r.time.hours:.1f}"
-        lines.append(f"  {r.fit.gpu:<10} {r.fit.capacity_gib:>6g}G {r.fit.gpus:>5} {r.fit.peak_gib:>8.1f}G  "
-                     f"{r.fit.status:<13} {hours:>8} {_fmt_money(r.on_demand):>10} {_fmt_money(r.spot):>9}"
-                     + (f"  {r.fit.note}" if r.fit.note else ""))
-    if e.cheapest is not None:
-        c = e.cheapest
-        lines.append(f"Cheapest that fits with margin: {c.fit.gpus} × {c.fit.gpu}"
-                     + (f", {_fmt_money(c.on_demand)} on-demand / {_fmt_money(c.spot)} spot" if c.on_demand else ""))
-    else:
-        lines.append("Nothing in the catalog fits with margin at this configuration.")
-    if e.changes:
-        lines.append(f"To fit on {e.gpu}:")
-        lines += [f"  - {c.description}  -> {c.peak_gib:.1f} GiB ({c.status})" for c in e.changes]
+        where = ", ".join(e.prices.clouds.get(r.fit.gpu, ())) or "-"
+        lines.append((f"  {r.fit.gpu:<10} {r.fit.capacity_gib:>6g}G {r.fit.gpus:>5} {r.fit.peak_gib:>8.1f}G  "
+                      f"{r.fit.status:<13} {hours:>8} {_fmt_money(r.on_demand):>10} {_fmt_money(r.spot):>9}  "
+                      f"{where:<17}" + (f"  {r.fit.note}" if r.fit.note else "")).rstrip())
+    lines += _cheapest_lines(e)
+    lines += _recommendation_lines(e)
+    single = [c for c in e.changes if e.recommendation is None or c.description != e.recommendation.summary()]
+    if single and e.budget_gib is None:
+        lines.append(f"Single changes that also fit on {e.gpu}:")
+        lines += [f"  - {c.description}  -> {c.peak_gib:.1f} GiB ({c.status})" for c in single]
     lines += ["", "Time and cost on the spec's GPUs"]
     time = e.chosen.time
     if time is None:
@@ -165,19 +214,45 @@ def to_text(e: Estimate, filename: str) -> str:
             f"  data      {e.data.source if e.data else ''}",
             f"  tokens    {time.train_tokens:,.0f} trained, {time.eval_tokens:,.0f} evaluated; "
             f"{time.steps:,} optimizer steps",
-            f"  compute   {time.flops_per_token / 1e9:.1f} GFLOP per token; assumed {time.per_gpu_tflops:.0f} TFLOPS "
-            f"per {e.gpu} ({MFU:.0%} of its dense peak, adjusted)",
+            f"  compute   {time.flops_per_token / 1e9:.1f} GFLOP per token; {_step_line(time)}",
             f"  time      {time.hours:.1f} h on {e.chosen.fit.gpus} × {e.gpu}",
-            f"  cost      {_fmt_money(e.chosen.on_demand)} on-demand, {_fmt_money(e.chosen.spot)} spot "
-            f"(prices: {e.prices.as_of}; override with --prices)",
+            (f"  cost      {_fmt_money(e.chosen.spot)} spot (the spec runs on spot), "
+             f"{_fmt_money(e.chosen.on_demand)} on-demand" if e.spot else
+             f"  cost      {_fmt_money(e.chosen.on_demand)} on-demand, {_fmt_money(e.chosen.spot)} spot")
+            + f" (prices: {e.prices.as_of}; override with --prices)",
         ]
     price = e.chosen.price
-    per_hour = "-" if price is None else f"${price[0] * e.chosen.fit.gpus:.2f}"
+    per_hour = "-" if price is None else \
+        f"${price[1 if e.spot else 0] * e.chosen.fit.gpus:.2f}{' spot' if e.spot else ''}"
     lines += ["", "| method | memory | GPU config | cost/hour |", "|---|---|---|---|",
               f"| {w.method} | {memory.device_peak / GIB:.1f} GiB | {e.chosen.fit.gpus}×{e.gpu} | {per_hour} |"]
     if e.notes:
         lines += [""] + [f"note: {n}" for n in e.notes]
     return "\n".join(lines) + "\n"
+
+
+def _where(e: Estimate) -> str:
+    return {None: "the big clouds (aws, gcp, azure)", "any": "any cloud"}.get(e.cloud, str(e.cloud))
+
+
+def _cheapest_lines(e: Estimate) -> list[str]:
+    """The cheapest GPU that fits where the user rents, and a cheaper one elsewhere when there is one."""
+    price = "spot" if e.spot else "on-demand"
+    if e.cheapest is None:
+        return [f"Nothing offered on {_where(e)} fits with margin at this configuration."]
+    c = e.cheapest
+    cost = e.run_cost(c)
+    lines = [f"Cheapest that fits with margin on {_where(e)}: {c.fit.gpus} × {c.fit.gpu} "
+             f"(offered on {', '.join(e.prices.clouds.get(c.fit.gpu, ())) or 'unknown'})"
+             + (f", {_fmt_money(cost)} {price}" if cost is not None else "")]
+    cheaper = [r for r in e.rows if r.fit.status == FITS and not e.offered(r) and r.price is not None
+               and (e.run_cost(r) or 0.0) < (cost or 0.0)]
+    if cheaper and cost is not None:
+        r = min(cheaper, key=lambda r: e.run_cost(r) or 0.0)
+        where = ", ".join(e.prices.clouds.get(r.fit.gpu, ())) or "elsewhere"
+        lines.append(f"  elsewhere: {r.fit.gpus} × {r.fit.gpu} on {where}, {_fmt_money(e.run_cost(r))} {price} "
+                     f"(--cloud {e.prices.clouds.get(r.fit.gpu, ('any',))[0]} to choose it)")
+    return lines
 
 
 ESTIMATE_FILE = "estimate.json"

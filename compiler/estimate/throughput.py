@@ -1,4 +1,5 @@
-"""Training time and cost: tokens × FLOPs per token ÷ an achievable throughput, × the price of the GPUs.
+"""Training time and cost: optimizer steps × seconds per step (ftc.estimate.steptime) plus the evaluation
+passes, × the price of the GPUs.
 
 FLOPs per token (a matmul of a weight with n parameters costs 2n per token forward):
 - forward: 2 × (parameters a token passes through, without the embedding lookup) + attention,
@@ -6,7 +7,6 @@ FLOPs per token (a matmul of a weight with n parameters costs 2n per token forwa
 - backward: twice the forward for trained weights (input and weight gradients), once for frozen ones
   (input gradients only); attention backward is twice its forward in both cases;
 - gradient checkpointing recomputes the forward once more.
-Throughput: `MFU` of the GPU's dense peak, lowered for quantized matmuls, several GPUs and offload.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,21 +22,16 @@ from typing import Any
 from ..gpus import GPUS, Gpu
 from ..plan import Plan
 from .params import active_params
+from .steptime import StepTime, forward_seconds, step_time
 from .tokens import DataSize, expected_max
 from .workload import Workload
 
-# Achievable share of the dense peak for fine-tuning with the Hugging Face Trainer (flash attention, 16-bit):
-# 35-45 % is typical for 7B-class models on A100/H100; smaller models and GPUs reach less.
-MFU = 0.40
-# Extra slowdown of bitsandbytes matmuls (dequantize, then a 16-bit matmul; LLM.int8 decomposes outliers).
-QUANT_SPEED = {4: 0.7, 8: 0.5}
-MULTI_GPU_SPEED = 0.90  # per-GPU efficiency with data parallelism on one node (gradient all-reduce)
-MULTI_NODE_SPEED = 0.80
-PCIE_SPEED = 0.80  # further, for GPUs that exchange gradients over PCIe only (no NVLink)
-ZERO3_SPEED = 0.90  # parameter all-gathers every layer (0.7 over PCIe)
-OFFLOAD_OPTIMIZER_SPEED = 0.5  # CPU Adam and PCIe transfers every step
-OFFLOAD_PARAMS_SPEED = 0.3
 PACKING_FILL = 0.95  # best-fit packing fills this share of each sequence
+
+
+# Where a GPU is rented: the big clouds, or GPU marketplaces ("community").
+BIG_CLOUDS = ("aws", "gcp", "azure")
+CLOUDS = (*BIG_CLOUDS, "community")
 
 
 class PriceError(ValueError):
@@ -49,12 +44,21 @@ class Prices:
     as_of: str
     currency: str
     gpus: Mapping[str, tuple[float, float]]  # name -> (on-demand, spot) per GPU-hour
+    clouds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> where it is offered
+
+    def offered_on(self, gpu: str, cloud: str | None) -> bool:
+        """Whether `gpu` is offered on `cloud` ("any": anywhere; None: on one of the big clouds)."""
+        where = self.clouds.get(gpu, ())
+        if cloud == "any":
+            return True
+        return cloud in where if cloud is not None else any(c in BIG_CLOUDS for c in where)
 
 
 def _parse_prices(data: Any, where: str) -> Prices:
     if not isinstance(data, dict) or not isinstance(data.get("gpus"), dict):
         raise PriceError(f"{where}: expected an object with a 'gpus' object")
     table: dict[str, tuple[float, float]] = {}
+    clouds: dict[str, tuple[str, ...]] = {}
     for name, entry in data["gpus"].items():
         if name not in GPUS:
             raise PriceError(f"{where}: unknown GPU {name!r} (known: {', '.join(GPUS)})")
@@ -68,8 +72,13 @@ def _parse_prices(data: Any, where: str) -> Prices:
                 raise PriceError(f"{where}: gpus.{name}.{key} must be a non-negative number")
             values.append(float(value))
         table[name] = (values[0], values[1])
+        offered = entry.get("clouds")
+        if offered is not None:
+            if not isinstance(offered, list) or not all(isinstance(c, str) and c in CLOUDS for c in offered):
+                raise PriceError(f"{where}: gpus.{name}.clouds must be a list of {', '.join(CLOUDS)}")
+            clouds[name] = tuple(offered)
     return Prices(str(data.get("source", where)), str(data.get("as_of", "unknown")),
-                  str(data.get("currency", "USD")), table)
+                  str(data.get("currency", "USD")), table, clouds)
 
 
 def builtin_prices() -> Prices:
@@ -86,9 +95,10 @@ def load_prices(path: str) -> Prices:
     except (UnicodeDecodeError, ValueError) as exc:
         raise PriceError(f"{path}: not JSON ({exc})") from exc
     user = _parse_prices(data, path)
-    merged = dict(builtin_prices().gpus)
+    builtin = builtin_prices()
+    merged = dict(builtin.gpus)
     merged.update(user.gpus)
-    return Prices(user.source, user.as_of, user.currency, merged)
+    return Prices(user.source, user.as_of, user.currency, merged, {**builtin.clouds, **user.clouds})
 
 
 @dataclass(frozen=True)
@@ -100,41 +110,38 @@ class Time:
     steps: int
     flops_per_token: float
     total_flops: float
-    per_gpu_tflops: float  # the achievable throughput assumed
+    per_gpu_tflops: float  # the throughput achieved in a training step (FLOPs / seconds)
     hours: float
     data_source: str
     eval_known: bool = True  # False: a validation file that cannot be read here (its passes are not counted)
+    evaluations: int = 0  # evaluation passes over the validation set
+    step: StepTime | None = None  # one optimizer step, by cost
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+    @property
+    def eval_share(self) -> float:
+        """Time spent evaluating as a share of the time spent training."""
+        return self.eval_seconds / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def attention_flops_per_token(w: Workload, keys: float) -> tuple[float, float]:
+    """(training, forward-only) FLOPs per token of the attention scores and their weighted sum alone."""
+    causal = 0.5 if w.attention == "flash_attention_2" else 1.0
+    forward = 4.0 * w.arch.num_layers * w.arch.attention_width * keys * causal
+    return forward * (3.0 + (1.0 if w.grad_ckpt else 0.0)), forward
 
 
 def flops_per_token(w: Workload, keys: float) -> tuple[float, float]:
     """(training FLOPs per token, forward-only FLOPs per token) with `keys` keys attended per query."""
     arch = w.arch
     matmul = 2.0 * active_params(arch)
-    causal = 0.5 if w.attention == "flash_attention_2" else 1.0
-    attention = 4.0 * arch.num_layers * arch.attention_width * keys * causal
+    attention = attention_flops_per_token(w, keys)[1]
     forward = matmul + attention
     trained = w.method == "full"
     backward = (2.0 if trained else 1.0) * matmul + 2.0 * attention
     recompute = forward if w.grad_ckpt else 0.0
     return forward + backward + recompute, forward
-
-
-def _speed(w: Workload, gpu: Gpu, nodes: int) -> float:
-    peak = gpu.tflops_fp32 if w.precision == "fp32" else gpu.tflops_16bit
-    speed = peak * MFU
-    if w.quant_bits is not None:
-        speed *= QUANT_SPEED.get(w.quant_bits, 1.0)
-    if w.world_size > 1:
-        speed *= MULTI_NODE_SPEED if nodes > 1 else MULTI_GPU_SPEED
-        if not gpu.nvlink:
-            speed *= PCIE_SPEED
-    if w.zero_stage == 3 and w.world_size > 1:
-        speed *= ZERO3_SPEED if gpu.nvlink else ZERO3_SPEED - 0.2
-    if w.offload_optimizer:
-        speed *= OFFLOAD_OPTIMIZER_SPEED
-    if w.offload_params:
-        speed *= OFFLOAD_PARAMS_SPEED
-    return speed
 
 
 def estimate_time(w: Workload, plan: Plan, size: DataSize, gpu: Gpu, nodes: int,
@@ -180,7 +187,15 @@ def estimate_time(w: Workload, plan: Plan, size: DataSize, gpu: Gpu, nodes: int,
     eval_tokens = evals * val_rows * tokens_per_row
     train_fpt, forward_fpt = flops_per_token(w, keys)
     total = train_tokens * train_fpt + eval_tokens * forward_fpt
-    per_gpu = _speed(w, gpu, nodes)
-    hours = total / (w.world_size * per_gpu * 1e12) / 3600.0
-    return Time(train_tokens, eval_tokens, steps, train_fpt, total, per_gpu, hours, size.source, eval_known)
-
+    # tokens one GPU processes per micro-batch: packed sequences, or micro-batch rows padded to the longest
+    micro_tokens = w.micro_batch * (max_len * PACKING_FILL if w.packing else tokens_per_row)
+    train_attention, forward_attention = attention_flops_per_token(w, keys)
+    step = step_time(w, gpu, nodes, micro_tokens, train_fpt, train_attention)
+    train_seconds = steps * step.seconds
+    eval_batch_tokens = w.micro_batch * tokens_per_row
+    eval_batches = math.ceil(val_rows / (w.micro_batch * w.world_size)) if val_rows else 0
+    eval_seconds = evals * eval_batches * forward_seconds(w, gpu, nodes, eval_batch_tokens, forward_fpt,
+                                                                  forward_attention)
+    hours = (train_seconds + eval_seconds) / 3600.0
+    return Time(train_tokens, eval_tokens, steps, train_fpt, total, step.achieved_tflops, hours, size.source,
+                eval_known, evals, step, train_seconds, eval_seconds)

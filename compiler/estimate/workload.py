@@ -94,6 +94,8 @@ def _attention(spec: Spec) -> str:
 def _mode(spec: Spec) -> str:
     if spec.training.precision == "fp32":
         return "fp32"
+    if spec.training.precision == "bf16-pure":
+        return "pure"
     return "deepspeed" if spec.performance.deepspeed is not None else "autocast"
 
 
@@ -109,7 +111,7 @@ def from_plan(plan: Plan, arch: Architecture) -> Workload:
         arch=arch,
         method=method.type,
         trainable=trainable(arch, method),
-        precision=training.precision,
+        precision="bf16" if training.precision == "bf16-pure" else training.precision,
         mode=_mode(spec),
         quant_bits=quant.bits if quant is not None else None,
         double_quant=quant.double_quant if quant is not None else False,

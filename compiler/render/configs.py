@@ -46,7 +46,7 @@ def deepspeed_config(plan: Plan) -> dict[str, Any] | None:
     }
 
 
-_MIXED = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+_MIXED = {"bf16": "bf16", "fp16": "fp16", "fp32": "no", "bf16-pure": "no"}  # bf16-pure: bf16 weights, no autocast
 
 
 def accelerate_config(plan: Plan) -> dict[str, Any]:

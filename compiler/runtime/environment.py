@@ -48,6 +48,27 @@ def _allow_local_mlflow_store() -> None:
         LOG.info("mlflow: local tracking store %s", uri or "./mlruns")
 
 
+# The CUDA caching allocator's setting that maps memory in growable segments instead of fixed blocks: with
+# batches of varying length, freed blocks of one size rarely fit the next step's tensors, and the reserved
+# memory fragments; expandable segments keep it close to what is allocated. torch reads the variable when
+# CUDA is first used (PYTORCH_ALLOC_CONF is its newer name).
+ALLOCATOR_VARIABLE = "PYTORCH_CUDA_ALLOC_CONF"
+ALLOCATOR_SETTING = "expandable_segments:True"
+
+
+def configure_cuda_allocator() -> None:
+    """Set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True unless the environment already configures
+    the allocator (either variable name), and log which applies."""
+    for name in (ALLOCATOR_VARIABLE, "PYTORCH_ALLOC_CONF"):
+        if name in os.environ:
+            LOG.info("CUDA allocator: %s=%s from the environment (ftc's default %s not applied)", name,
+                     os.environ[name], ALLOCATOR_SETTING)
+            return
+    os.environ[ALLOCATOR_VARIABLE] = ALLOCATOR_SETTING
+    LOG.info("CUDA allocator: %s=%s (fewer fragments with batches of varying length; set the variable to "
+             "override)", ALLOCATOR_VARIABLE, ALLOCATOR_SETTING)
+
+
 def _configure_trackers(monitoring: Mapping[str, Any], run_name: str) -> None:
     """Point wandb and MLflow at the `monitoring` section's project (variables already set win); refuse
     wandb without an API key."""
@@ -77,6 +98,8 @@ def setup(*, ftc_version: str, content_hash: str, name: str, method: Mapping[str
     - impossible settings: a `method` this runtime cannot train (with `training.gradient_checkpointing`),
       an `output.save` that merges an adapter that cannot be merged, a `checkpointing.storage` whose
       package is missing;
+    - the CUDA caching allocator uses expandable segments unless the environment configures it
+      (`configure_cuda_allocator`);
     - every random generator is seeded with `training.seed`;
     - wandb and MLflow are pointed at the `monitoring` section's project through their environment
       variables (MLflow's experiment defaults to the run's `name`); variables already set win; wandb
@@ -89,6 +112,7 @@ def setup(*, ftc_version: str, content_hash: str, name: str, method: Mapping[str
         handler.setFormatter(logging.Formatter("%(asctime)s ftc %(levelname)s: %(message)s"))
         LOG.addHandler(handler)
         LOG.setLevel(logging.INFO)
+    configure_cuda_allocator()
     check_method(method, gradient_checkpointing=training["gradient_checkpointing"])
     check_save(method, output["save"])
     set_seed(training["seed"])

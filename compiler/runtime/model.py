@@ -26,7 +26,8 @@ from .errors import ConfigError, EnvironmentProblem
 
 LOG = logging.getLogger("ftc")
 
-DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
+                                     "bf16-pure": torch.bfloat16}
 T = TypeVar("T")
 
 
@@ -143,8 +144,11 @@ def model_dtype(method_type: str, precision: str) -> torch.dtype:
     Full fine-tuning loads fp32 weights and trains under bf16/fp16 autocast: updates of a 1e-5
     learning rate are below bf16's resolution, so bf16 weights would silently drop most of them
     (and fp16 mixed precision refuses fp16 weights). PEFT loads the frozen base in the training
-    precision; PEFT keeps the adapter weights themselves in fp32.
+    precision; PEFT keeps the adapter weights themselves in fp32. `bf16-pure` loads every weight in
+    bf16 and trains without autocast: gradients and AdamW's states follow the weights' dtype.
     """
+    if precision == "bf16-pure":
+        return torch.bfloat16
     if method_type == "full":
         return torch.float32
     return DTYPES[precision]
