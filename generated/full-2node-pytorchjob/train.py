@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '2854a23ac3b14599295c85b029b4c3c705281a7fd1ecb6c3644ab6fc9356f123',
+PLAN = {'derived': {'content_hash': '266c4d61dbf363a9c8a89834065685c4d3b61f8ef3996f66b4bd866b12f8456e',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 128,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2node-2854a23ac3',
+             'workload_name': 'llama2-7b-full-2node-266c4d61db',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

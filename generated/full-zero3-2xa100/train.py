@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '927290218d361054e82cde39c938065c9c9fd581d95f133cf913725aeecfaea3',
+PLAN = {'derived': {'content_hash': 'aeba173f72da6c3d085bbb2cd533a896eff477c934c61e8734faf226ed135562',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-927290218d',
+             'workload_name': 'llama2-7b-full-aeba173f72',
              'world_size': 2},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

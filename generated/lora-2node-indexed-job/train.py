@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '659ea6c46527f3a7974f1bd3f97be3015f54af1fb4b63c293e0e7702a0c6a724',
+PLAN = {'derived': {'content_hash': 'a73509b7f8ef4ed7e2cce4e1810b37066554dcd5b264e3d1b3a9b96959af82fd',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-2node-659ea6c465',
+             'workload_name': 'llama2-7b-lora-2node-a73509b7f8',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'f4e0dbb817f9d90155d585abca743706915ff4309b9f18d005e0a0acdc79cfdd',
+PLAN = {'derived': {'content_hash': '3460951a405be68fdbc5ac9aaa7df2a930a1ba9cf57add3d465562beb933a443',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-lora-trainjob-f4e0dbb817',
+             'workload_name': 'llama2-13b-lora-trainjob-3460951a40',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

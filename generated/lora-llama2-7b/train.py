@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '00bb9a21cebcc8e0d0103dca7333fe960ed09c800bb65a8abab5928a83b19a9a',
+PLAN = {'derived': {'content_hash': 'eb7a9eee754c6f684a9df4da4c13547e6308dd6473ece3fa1ecca3fc7871c951',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-00bb9a21ce',
+             'workload_name': 'llama2-7b-lora-eb7a9eee75',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '61700d5f7137f920e53345bcc3af2ba4c8e278101f612d56a00598881a8ee950',
+PLAN = {'derived': {'content_hash': 'e36ef8dd09e4c38eccfb09f2478ed355c27b9a88be573a3182a5d78f535a62e5',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-qlora-61700d5f71',
+             'workload_name': 'llama2-7b-qlora-e36ef8dd09',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '8197f838e9cbb2983182971d2b5219f494548f79f39d266e9dca1eb2f17de941',
+PLAN = {'derived': {'content_hash': '7862c8e96ecd0c6330d09a28323ae73f11c59bcde7b7dadd6e3b4416b0f021cf',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-qlora-jobset-8197f838e9',
+             'workload_name': 'llama2-13b-qlora-jobset-7862c8e96e',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

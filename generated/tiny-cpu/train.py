@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '31b84bff01de45889848f50c72d16ae51b2da32e8dde5cbfc203c21816e55068',
+PLAN = {'derived': {'content_hash': '2813abf4f5a8a9ada848f536e32dbfaf4b640838f8fb8e00a46f833a2867d902',
              'deepspeed_config': None,
              'global_batch_size': 8,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'tiny-cpu-31b84bff01',
+             'workload_name': 'tiny-cpu-2813abf4f5',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
