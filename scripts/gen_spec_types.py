@@ -30,6 +30,7 @@ CLASS_NAMES: dict[str, str] = {
     "/data/train": "TrainData",
     "/performance/deepspeed": "DeepSpeed",
     "/kubernetes/tolerations/items": "Toleration",
+    "/kubernetes/volumes/items": "Volume",
     "/kubernetes/secrets/*": "SecretRef",
 }
 
