@@ -359,8 +359,9 @@ def test_crd_targets_on_their_oldest_version(tmp_path: Path) -> None:
 
 
 def _k8s_spec(target: str, version: str, nodes: int) -> dict[str, Any]:
-    return spec(**{"resources.nodes": nodes, "kubernetes": {"image": "ghcr.io/acme/train:1.0", "target": target,
-                                                            "version": version}})
+    return spec(**{"resources.nodes": nodes, "kubernetes": {
+        "image": "ghcr.io/acme/train:1.0", "target": target, "version": version,
+        "volumes": [{"name": "data", "claim": "training-data", "mount_path": "/nonexistent"}]}})
 
 
 @pytest.mark.parametrize("target", sorted(FLOORS))
@@ -403,7 +404,7 @@ def test_gpu_product_affinity() -> None:
         "nvidia-h100-80gb", "nvidia-h100-mega-80gb"]
     assert terms(gpu_product_label="example.com/gpu", gpu_product_values=["h100"]) == [
         {"matchExpressions": [{"key": "example.com/gpu", "operator": "In", "values": ["h100"]}]}]
-    assert terms(gpu_product_label=None) is None
+    assert terms(gpu_affinity=False) is None
 
 
 def test_every_gpu_has_product_label_values() -> None:
@@ -430,7 +431,8 @@ def test_lost_node_tolerations_only_when_set() -> None:
     ("azure", "00000000-0000-0000-0000-000000000001", "azure.workload.identity/client-id"),
 ])
 def test_workload_identity_service_account(provider: str, identity: str, annotation: str, tmp_path: Path) -> None:
-    plan = make_plan({"kubernetes": {"workload_identity": {"provider": provider, "identity": identity}}})
+    wanted = {"workload_identity": {"provider": provider, "identity": identity}, "create_service_account": True}
+    plan = make_plan({"kubernetes": wanted})
     files, docs = build(plan, tmp_path)
     for doc in docs:
         validate_core(doc, "1.29")
@@ -442,11 +444,44 @@ def test_workload_identity_service_account(provider: str, identity: str, annotat
     assert pod["spec"]["serviceAccountName"] == plan.spec.metadata.name
     assert "automountServiceAccountToken" not in pod["spec"]  # the identity token is projected through it
     assert (pod["metadata"]["labels"].get("azure.workload.identity/use") == "true") == (provider == "azure")
-    named = make_plan({"kubernetes": {"service_account": "trainer",
-                                      "workload_identity": {"provider": provider, "identity": identity}}})
+    named = make_plan({"kubernetes": {**wanted, "service_account": "trainer"}})
     assert yaml.safe_load(render_kubernetes(named, make_bundle(named))["k8s/serviceaccount.yaml"])[
         "metadata"]["name"] == "trainer"
     assert "k8s/serviceaccount.yaml" not in render_kubernetes(make_plan(), make_bundle(make_plan()))
+
+
+def test_an_existing_service_account_is_referenced_not_emitted() -> None:
+    identity = {"provider": "aws", "identity": "arn:aws:iam::123456789012:role/trainer"}
+    for k8s in ({"service_account": "trainer"}, {"service_account": "trainer", "workload_identity": identity}):
+        plan = make_plan({"kubernetes": k8s})
+        files = render_kubernetes(plan, make_bundle(plan))
+        assert "k8s/serviceaccount.yaml" not in files
+        assert "serviceaccount.yaml" not in yaml.safe_load(files["k8s/kustomization.yaml"])["resources"]
+        assert _pod(plan)["spec"]["serviceAccountName"] == "trainer"
+
+
+def test_an_emitted_service_account_survives_the_pruning_of_one_run(tmp_path: Path) -> None:
+    """Two runs (different specs, one account) emit the same object: no run-specific labels or annotations,
+    and annotations that keep Argo CD and Flux from pruning it with either run."""
+    identity = {"provider": "gcp", "identity": "trainer@project.iam.gserviceaccount.com"}
+    accounts = []
+    for overrides in ({}, {"metadata": {"name": "other-run", "labels": {"team": "nlp"},
+                                        "annotations": {"owner": "me"}}, "training": {"epochs": 1.0}}):
+        plan = make_plan({**overrides, "kubernetes": {"service_account": "trainer", "create_service_account": True,
+                                                      "workload_identity": identity}})
+        _, docs = build(plan, tmp_path / plan.derived.workload_name)
+        (account,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+        labels = account["metadata"]["labels"]
+        assert plan.derived.workload_name not in json.dumps(account)
+        assert layout.INSTANCE_LABEL not in labels and "team" not in labels
+        assert account["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
+        assert account["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled"
+        assert layout.CONTENT_HASH_ANNOTATION not in account["metadata"]["annotations"]
+        # while the run's own objects keep their run labels
+        configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+        assert configmap["metadata"]["labels"][layout.INSTANCE_LABEL] == plan.derived.workload_name
+        accounts.append(account)
+    assert accounts[0] == accounts[1]
 
 
 def test_trainjob_patch_sets_only_what_a_runtime_patch_may() -> None:

@@ -168,8 +168,8 @@ def mount_problems(plan: Plan) -> list[Diagnostic]:
         if hidden is not None:
             out.append(error("E356", f"/kubernetes/image_paths/{index}",
                              f"{image_path} lies under {hidden}, a volume mount that hides the image's files there",
-                             hint=f"bake the files elsewhere in the image (e.g. /opt/data), or mount them "
-                                  f"with kubernetes.volumes"))
+                             hint="bake the files elsewhere in the image (e.g. /opt/data), or mount them "
+                                  "with kubernetes.volumes"))
     return out
 
 
