@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import Tiny
 from ftc.k8s import layout
-from ftc.k8s.manifests import render_kubernetes
+from ftc.k8s.manifests import kubernetes_problems, render_kubernetes
 from ftc.k8s.validate import validate_documents, validate_kubernetes
 from ftc.plan import Plan
 from ftc.render.artifacts import render
@@ -328,6 +328,51 @@ def assert_disruption_handling(target: str, version: str, main: dict[str, Any]) 
     elif target == "trainjob":
         # The ClusterTrainingRuntime's JobSet template owns the failure policy.
         assert main["spec"]["runtimeRef"]["name"] == "torch-distributed"
+
+
+DATA_VOLUMES = {
+    "data": {"train": {"path": "/data/alpaca/train.jsonl"}, "validation": {"fraction": None, "path": "val.jsonl"}},
+    "model": {"name_or_path": "/models/llama-2-7b"},
+    "output": {"dir": "results/run1"},
+    "kubernetes": {"volumes": [
+        {"name": "data", "claim": "training-data", "mount_path": "/data", "read_only": True, "sub_path": None},
+        {"name": "val", "claim": "training-data", "mount_path": "val.jsonl", "read_only": True,
+         "sub_path": "alpaca/val.jsonl"},
+        {"name": "models", "claim": "models", "mount_path": "/models", "read_only": True, "sub_path": "llama"},
+        {"name": "results", "claim": "results", "mount_path": "results", "read_only": False, "sub_path": None},
+    ]},
+}
+
+
+@pytest.mark.parametrize("target", sorted(FLOORS))
+def test_declared_volumes_mount_on_every_target_and_validate(target: str, tmp_path: Path) -> None:
+    """A spec that reads its data and model from PVCs: read-only mounts at the documented paths (relative ones
+    under the working directory), output.dir on the writable volume, strict validation on every target."""
+    version = "1.32"
+    plan = target_plan(target, version, **DATA_VOLUMES)
+    assert kubernetes_problems(plan) == []
+    _, docs = build(plan, tmp_path)
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            assert_upstream_valid(doc)
+        else:
+            validate_core(doc, version)
+    assert validate_documents(docs, version) == []
+    for _, template in pod_templates(workload(docs, target)):
+        pod = template["spec"]
+        container = trainer_container(workload(docs, target), template)
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert mounts["data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
+        assert mounts["val"] == {"name": "val", "mountPath": f"{layout.WORK_DIR}/val.jsonl", "readOnly": True,
+                                 "subPath": "alpaca/val.jsonl"}
+        assert mounts["models"]["subPath"] == "llama" and mounts["models"]["readOnly"] is True
+        assert mounts["results"] == {"name": "results", "mountPath": f"{layout.WORK_DIR}/results"}
+        assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": "training-data",
+                                                                           "readOnly": True}}
+        assert volumes["results"] == {"name": "results", "persistentVolumeClaim": {"claimName": "results"}}
+        assert layout.OUTPUT_VOLUME not in volumes  # output.dir is on the writable claim
+        assert "ephemeral-storage" not in container.get("resources", {}).get("requests", {})
 
 
 @pytest.mark.parametrize("target", sorted(FLOORS))

@@ -122,10 +122,12 @@ def gib_quantity(size: float) -> str:
 
 
 def storage_line(needs: StorageNeeds) -> str:
-    """One line for `ftc estimate`: checkpoint size, SIGTERM save time and the pod's disk."""
+    """One line for `ftc estimate`: checkpoint size, SIGTERM save time and the disk of a pod."""
     gb = 1e9
+    share = ("" if needs.node_checkpoint_bytes == needs.checkpoint_bytes
+             else f", {needs.node_checkpoint_bytes / gb:.1f} GB on node 0")
     upload = f" + {needs.upload_seconds:.0f} s upload" if needs.uploads else ""
-    return (f"checkpoint {needs.checkpoint_bytes / gb:.1f} GB (node 0 writes {needs.node_checkpoint_bytes / gb:.1f} GB: "
-            f"{needs.save_seconds:.0f} s save{upload} at {DISK_BYTES_PER_S / 2**20:.0f} MiB/s disk, "
-            f"{UPLOAD_BYTES_PER_S / 2**20:.0f} MiB/s network); final results {needs.final_bytes / gb:.1f} GB; "
-            f"pod disk {gib_quantity(needs.pod_bytes)} with {needs.keep} checkpoints on an emptyDir")
+    return (f"checkpoint {needs.checkpoint_bytes / gb:.1f} GB{share} ({needs.save_seconds:.0f} s save{upload} at "
+            f"{DISK_BYTES_PER_S / 2**20:.0f} MiB/s disk, {UPLOAD_BYTES_PER_S / 2**20:.0f} MiB/s network); "
+            f"final results {needs.final_bytes / gb:.1f} GB; local disk {gib_quantity(needs.pod_bytes)} "
+            f"({needs.keep} checkpoints, results, cache and scratch, +{HEADROOM - 1:.0%})")

@@ -142,6 +142,7 @@ def mount_problems(plan: Plan) -> list[Diagnostic]:
     own = layout.ftc_mounts(plan.spec.output.dir, k8s.volumes)
     seen_names: set[str] = set()
     seen_paths: dict[str, str] = {}
+    misplaced: set[int] = set()
     for index, volume in enumerate(k8s.volumes):
         where = f"/kubernetes/volumes/{index}"
         path = layout.absolute_path(volume.mount_path)
@@ -154,12 +155,14 @@ def mount_problems(plan: Plan) -> list[Diagnostic]:
         if problem is None and path in seen_paths:
             problem = f"{path} is also the mount path of the volume {seen_paths[path]}"
         if problem is not None:
+            misplaced.add(index)
             out.append(error("E356", f"{where}/mount_path", problem,
                              hint="mount it elsewhere, e.g. at /data or /models"))
         seen_paths.setdefault(path, volume.name)
     output = layout.absolute_path(plan.spec.output.dir)
     holder = layout.declared_volume(output, k8s.volumes)
-    if holder is not None and holder.read_only and layout.output_dir_problem(plan.spec.output.dir) is None:
+    if (holder is not None and holder.read_only and k8s.volumes.index(holder) not in misplaced
+            and layout.output_dir_problem(plan.spec.output.dir) is None):
         out.append(error("E356", "/output/dir", f"output.dir {output} is on the read-only volume {holder.name}",
                          hint=f"set read_only: false on the volume {holder.name}, or move output.dir "
                               f"(e.g. to {layout.WORK_DIR}/output)"))

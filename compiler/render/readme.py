@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from ..k8s import layout
@@ -38,19 +39,27 @@ def _commands(plan: Plan, has_k8s: bool) -> list[tuple[str, str]]:
     return commands
 
 
+def _code(value: str) -> str:
+    """`value` as an inline code span outside a table: a fence longer than any backtick run inside."""
+    longest = max((len(run) for run in re.findall(r"`+", value)), default=0)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{'`' * (longest + 1)}{pad}{value}{pad}{'`' * (longest + 1)}"
+
+
 def _source(plan: Plan, path: str, hub: bool) -> str:
-    """Where the pod finds a path it reads, in words."""
+    """Where the pod finds a path it reads, in words (the path in one code span; claim and volume names are
+    DNS names, plain text)."""
     k8s = plan.spec.kubernetes
     assert k8s is not None
     if path.startswith(layout.REMOTE_SCHEMES):
-        return "object storage (credentials from the environment or the pod's identity)"
+        return f"{_code(path)} from object storage (credentials from the environment or the pod's identity)"
     if hub and layout.looks_like_hub_id(path):
-        return "the Hugging Face Hub (downloaded into the cache)"
+        return f"{_code(path)} from the Hugging Face Hub (downloaded into the cache)"
     where = layout.absolute_path(path)
     for volume in sorted(k8s.volumes, key=lambda v: -len(layout.absolute_path(v.mount_path))):
         if layout.under(where, layout.absolute_path(volume.mount_path)):
-            return f"`{where}` on the PersistentVolumeClaim `{volume.claim}` (volume `{volume.name}`)"
-    return f"`{where}` in the image"
+            return f"{_code(where)} on the PersistentVolumeClaim {volume.claim} (volume {volume.name})"
+    return f"{_code(where)} in the image"
 
 
 def _kubernetes(plan: Plan) -> dict[str, object]:
@@ -59,7 +68,7 @@ def _kubernetes(plan: Plan) -> dict[str, object]:
     assert k8s is not None
     reads = [(pointer.strip("/").replace("/", "."), _source(plan, path, hub))
              for pointer, path, hub in layout.pod_reads(plan.spec)]
-    selection = " and ".join(f"`{label}` in ({', '.join(values)})" for label, values in gpu_selection(plan))
+    selection = " and ".join(f"{_code(label)} in ({', '.join(values)})" for label, values in gpu_selection(plan))
     if k8s.gpu_product_label is not None:
         why = "the label `kubernetes.gpu_product_label` names"
     elif k8s.spot_provider == "none":
