@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import ast
 import copy
-import re
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass

@@ -119,6 +119,17 @@ def target_plan(target: str, version: str, **overrides: Any) -> Plan:
     return make_plan(base)
 
 
+def assert_all_valid(docs: list[dict[str, Any]], version: str) -> None:
+    """Every document validates strictly: core kinds with the Kubernetes schemas of the version; custom
+    resources with ftc's schemas (and their pod templates as core PodTemplates) and the upstream CRDs."""
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            assert_upstream_valid(doc)
+        else:
+            validate_core(doc, version)
+    assert validate_documents(docs, version) == []
+
+
 def build(plan: Plan, tmp_path: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
     files = render_kubernetes(plan, make_bundle(plan))
     return files, kustomize(files, tmp_path)
@@ -176,14 +187,7 @@ def test_target_builds_validates_and_keeps_the_invariants(target: str, version: 
     assert k8s is not None
     files, docs = build(plan, tmp_path)
 
-    # Every document validates strictly: core kinds with the Kubernetes schemas of the version; custom
-    # resources with ftc's schemas (and their pod templates as core PodTemplates) and the upstream CRDs.
-    for doc in docs:
-        if doc["kind"] in CRD_KINDS:
-            assert_upstream_valid(doc)
-        else:
-            validate_core(doc, version)
-    assert validate_documents(docs, version) == []
+    assert_all_valid(docs, version)
     assert not [d for d in docs if d["kind"] == "Secret"]
 
     configmap = next(d for d in docs if d["kind"] == "ConfigMap")
@@ -352,12 +356,7 @@ def test_declared_volumes_mount_on_every_target_and_validate(target: str, tmp_pa
     plan = target_plan(target, version, **DATA_VOLUMES)
     assert kubernetes_problems(plan) == []
     _, docs = build(plan, tmp_path)
-    for doc in docs:
-        if doc["kind"] in CRD_KINDS:
-            assert_upstream_valid(doc)
-        else:
-            validate_core(doc, version)
-    assert validate_documents(docs, version) == []
+    assert_all_valid(docs, version)
     for _, template in pod_templates(workload(docs, target)):
         pod = template["spec"]
         container = trainer_container(workload(docs, target), template)
