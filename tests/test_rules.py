@@ -79,6 +79,9 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                                              "node_selector": {"karpenter.sh/capacity-type": "on-demand"}}}),
     ("E352", {"output.dir": "/workspace/out", "kubernetes": K8S}, {"output.dir": "/etc/out", "kubernetes": K8S}),
     ("W450", {"checkpointing.storage": {"uri": "s3://b/p"}, "kubernetes": K8S}, {"kubernetes": K8S}),
+    ("W450", {"output.dir": "/results/run", "kubernetes": {**K8S, "volumes": [
+        DATA_VOLUME, {"name": "results", "claim": "r", "mount_path": "/results", "read_only": False}]}},
+     {"output.dir": "/results/run", "kubernetes": K8S}),
     ("W451", {"resources.spot": True, "kubernetes": {**K8S, "spot_provider": "gke"}},
      {"resources.spot": True, "kubernetes": K8S}),
     ("W452", {"monitoring.report_to": ["wandb"],

@@ -61,7 +61,8 @@ def kubernetes_problems(plan: Plan) -> list[Diagnostic]:
             "W450", "/checkpointing/storage",
             "on Kubernetes output.dir is an emptyDir: checkpoints and the trained model are deleted when the "
             "pod ends, and a retried pod starts from scratch",
-            hint="set checkpointing.storage (e.g. {uri: s3://bucket/prefix}) to keep them"))
+            hint="set checkpointing.storage (e.g. {uri: s3://bucket/prefix}), or mount a writable volume at "
+                 "output.dir (kubernetes.volumes with read_only: false), to keep them"))
     if spec.resources.spot and k8s.spot_provider == "none":
         out.append(warning("W451", "/kubernetes/spot_provider",
                            "resources.spot is true but no spot_provider is set: nothing selects spot nodes",
