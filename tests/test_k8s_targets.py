@@ -658,7 +658,9 @@ def test_two_node_indexed_job_command_trains_on_two_processes(tiny: Tiny, tmp_pa
         resources={"nodes": 2, "gpus_per_node": 1},
         training={"max_steps": 4, "eval_every_steps": 2, "logging_steps": 2},
         checkpointing={"every_steps": 2},
-        kubernetes={"image": "ghcr.io/acme/ftc-train:1.0", "target": "indexed-job", "version": "1.29"})
+        kubernetes={"image": "ghcr.io/acme/ftc-train:1.0", "target": "indexed-job", "version": "1.29",
+                    # the tiny model and data, as if baked into the image at the same paths
+                    "image_paths": sorted({str(Path(tiny.model_dir).parent), str(Path(tiny.alpaca).parent)})})
     plan = Plan.from_dict(data)
     files = render(plan)
     for rel, text in files.items():
