@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ftc.estimate.storage import DISK_BYTES_PER_S, UPLOAD_BYTES_PER_S, storage_needs
+from ftc.estimate.storage import DISK_BYTES_PER_S, UNKNOWN_MODEL_DISK_GIB, UPLOAD_BYTES_PER_S, storage_needs
 from ftc.gpus import GPUS, PROVIDER_GPU_LABELS, gpu_requirements
 from ftc.k8s import layout
 from ftc.k8s.pod import ephemeral_storage_gib
@@ -315,6 +315,8 @@ def test_ephemeral_storage_follows_where_checkpoints_live() -> None:
     results = {"name": "results", "claim": "r", "mount_path": "/results", "read_only": False, "sub_path": None}
     on_volume = make_plan({"kubernetes": {"volumes": [results]}, "output": {"dir": "/results/run"}})
     assert ephemeral_storage_gib(on_volume) is None
+    unknown = make_plan({"model": {"name_or_path": "/models/in-house"}, "kubernetes": {"image_paths": ["/models"]}})
+    assert plan_storage(unknown) is None and ephemeral_storage_gib(unknown) == UNKNOWN_MODEL_DISK_GIB
 
 
 def test_estimate_prints_a_storage_line(tmp_path: Path) -> None:

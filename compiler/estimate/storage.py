@@ -41,6 +41,9 @@ UPLOAD_BYTES_PER_S = 100 * 2**20
 SCRATCH_BYTES = 10 * 2**30
 # Margin on the sum, for files the formulas leave out (tokenizer, configs, RNG and scheduler states).
 HEADROOM = 1.25
+# The ephemeral-storage request when the model's size is unknown at compile time (a local model without
+# `model.architecture`): room for a few checkpoints of a PEFT run on a 7B model and its cached weights.
+UNKNOWN_MODEL_DISK_GIB = 50
 # The ephemeral-storage limit is this multiple of the request: room for an estimate on the low side, while
 # a runaway writer is still evicted before it fills the node's disk.
 LIMIT_FACTOR = 2

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..estimate.storage import LIMIT_FACTOR, whole_gib
+from ..estimate.storage import LIMIT_FACTOR, UNKNOWN_MODEL_DISK_GIB, whole_gib
 from ..gpus import gpu_label, gpu_requirements
 from ..plan import Plan, Toleration
 from . import layout
@@ -160,8 +160,9 @@ def ephemeral_storage_gib(plan: Plan) -> int | None:
     """The trainer's ephemeral-storage request in GiB when checkpoints and results live on emptyDirs, else None.
 
     Sized by `ftc.estimate.storage` (checkpoints × (keep_last + 1), final results, the cached base model,
-    scratch space, with headroom); the limit is `LIMIT_FACTOR` times as much. None when output.dir is on
-    a persistent volume (the cache PVC or a writable declared volume) or the model's shape is unknown.
+    scratch space, with headroom), or `UNKNOWN_MODEL_DISK_GIB` when the model's shape is unknown; the limit
+    is `LIMIT_FACTOR` times as much. None when output.dir is on a persistent volume (the cache PVC or a
+    writable declared volume).
     """
     spec = plan.spec
     k8s = spec.kubernetes
@@ -169,7 +170,7 @@ def ephemeral_storage_gib(plan: Plan) -> int | None:
     if layout.output_is_persistent(spec.output.dir, k8s.cache_pvc, k8s.volumes):
         return None
     needs = plan_storage(plan)
-    return None if needs is None else whole_gib(needs.pod_bytes)
+    return UNKNOWN_MODEL_DISK_GIB if needs is None else whole_gib(needs.pod_bytes)
 
 
 def resources(plan: Plan) -> dict[str, Any]:
