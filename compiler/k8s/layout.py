@@ -26,7 +26,7 @@ kubernetes.volumes     data and models (PersistentVolumeClaims)        PVC, read
 =====================  ==============================================  ===========================
 
 Declared volumes (`kubernetes.volumes`) are mounted after ftc's own, at their `mount_path` (relative:
-under /workspace); `kubernetes.image_paths` name what the image itself holds. `reach` checks that
+under /workspace); `kubernetes.image_paths` name what the image itself holds. `rules` checks that
 every local path the pod reads lies on one of them, and that neither hides a directory ftc mounts.
 
 `/dev/shm` has no sizeLimit: a memory-backed emptyDir is charged to the pod's memory and its tmpfs is
@@ -142,7 +142,7 @@ def absolute_path(path: str) -> str:
 
 
 def mount_path_problem(path: str) -> str | None:
-    """Why a declared volume cannot be mounted at absolute `path`, or None (see `reach` for ftc's mounts)."""
+    """Why a declared volume cannot be mounted at absolute `path`, or None (`shadow_problem` checks ftc's mounts)."""
     if _under(path, FILES_DIR):
         return f"{path} is inside {FILES_DIR}, the read-only directory of the generated files"
     if path in _SYSTEM_DIRS or any(_under(path, tree) for tree in _SYSTEM_TREES):
