@@ -15,6 +15,8 @@ ACCELERATE_CONFIG = "accelerate_config.yaml"
 PLAN = "plan.json"
 TRAIN_SCRIPT = "train.py"
 K8S_DIR = "k8s"
+# The training image of the Kubernetes manifests (written with a kubernetes section only).
+DOCKERFILE = "Dockerfile"
 
 
 @cache

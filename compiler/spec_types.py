@@ -501,10 +501,32 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class Volume:
+    """A PersistentVolumeClaim mounted into the trainer container."""
+
+    name: str
+    """Volume name in the pod (a DNS label, unique; not one of ftc's own volumes)."""
+
+    claim: str
+    """Name of the PersistentVolumeClaim, in the namespace of the workload."""
+
+    mount_path: str
+    """Where the volume appears in the container; a relative path resolves against /workspace."""
+
+    read_only: bool
+    """Mount read-only (the default, right for data and models); false lets output.dir lie on the volume, so checkpoints
+    and results outlive the pod."""
+
+    sub_path: str | None
+    """Directory inside the volume to mount instead of its root; null mounts the root."""
+
+
+@dataclass(frozen=True)
 class WorkloadIdentity:
-    """Cloud identity of the pods (e.g. for S3/GCS/Azure Blob access of checkpointing.storage): ftc generates the
-    ServiceAccount (named `service_account`, or `metadata.name` when that is null) annotated for IRSA (aws), GKE
-    Workload Identity (gcp) or Azure Workload Identity (azure); null generates none."""
+    """Cloud identity of the pods (e.g. for S3/GCS/Azure Blob access of data, models and checkpointing.storage): the
+    pods use the ServiceAccount `service_account` (or `metadata.name` when that is null), which must be annotated for
+    IRSA (aws), GKE Workload Identity (gcp) or Azure Workload Identity (azure); with `create_service_account` ftc emits
+    it so annotated. null: no cloud identity."""
 
     provider: str
     """aws: IAM Roles for Service Accounts (EKS); gcp: GKE Workload Identity; azure: Azure AD Workload Identity
@@ -532,8 +554,13 @@ class Kubernetes:
     """Workload kind: a batch/v1 Job (one node) or a multi-node engine."""
 
     service_account: str | None
-    """ServiceAccount of the pods (e.g. one bound to a cloud identity for checkpoint storage); null uses the namespace
-    default."""
+    """ServiceAccount of the pods (e.g. one bound to a cloud identity for object storage); it must exist unless
+    `create_service_account` is true. null uses the namespace default (or `metadata.name` with `workload_identity`)."""
+
+    create_service_account: bool
+    """Emit the ServiceAccount (`k8s/serviceaccount.yaml`, annotated for `workload_identity` when set) instead of
+    referencing an existing one. It carries only labels that do not change between runs and annotations that keep Argo
+    CD and Flux from pruning it when one run's objects are removed."""
 
     spot_provider: str
     """How spot capacity is selected when `resources.spot` is true."""
@@ -556,6 +583,17 @@ class Kubernetes:
     cache_pvc: str | None
     """PersistentVolumeClaim mounted as the Hugging Face cache; null uses an emptyDir."""
 
+    volumes: tuple[Volume, ...]
+    """PersistentVolumeClaims mounted into the trainer, read-only unless `read_only` is false: where the pod finds data,
+    models and tokenizers that are local paths in the spec (any PersistentVolume works: a disk, NFS, or a CSI driver
+    such as an object-store mount). Relative paths of the spec resolve against /workspace, the working directory of the
+    pod."""
+
+    image_paths: tuple[str, ...]
+    """Absolute directories or files baked into the training image (e.g. a model copied in at build time): data, model
+    and tokenizer paths under them count as reachable in the pod. They may not lie under a directory ftc mounts a volume
+    on (/workspace, /home/ftc, /tmp, /cache/...), which would hide them."""
+
     grace_period_seconds: int
     """Time between SIGTERM and SIGKILL; the runtime saves a checkpoint in it."""
 
@@ -570,17 +608,25 @@ class Kubernetes:
 
     gpu_product_label: str | None
     """Node label that names the GPU model; the pods get a required node affinity for the values of `resources.gpu`
-    under it (`gpu_product_values`, or ftc's table for nvidia.com/gpu.product of NVIDIA GPU Feature Discovery and
-    cloud.google.com/gke-accelerator of GKE). null: no GPU model affinity."""
+    under it (`gpu_product_values`, or ftc's table for the labels it knows). null (the default): the label that
+    `spot_provider`'s node provisioner sets before a node exists, so that a GPU node pool can scale up from zero:
+    karpenter.k8s.aws/instance-gpu-name (karpenter), node.kubernetes.io/instance-type (eks managed node groups, aks),
+    cloud.google.com/gke-accelerator (gke), nvidia.com/gpu.product of NVIDIA GPU Feature Discovery (none: existing nodes
+    labelled by the GPU Operator)."""
 
     gpu_product_values: tuple[str, ...] | None
     """Values of `gpu_product_label` that mark nodes with `resources.gpu`; null uses ftc's table for the labels it knows
     (another label needs this list)."""
 
+    gpu_affinity: bool
+    """Require nodes with the GPU model of `resources.gpu` (a required node affinity, see `gpu_product_label`); false
+    leaves the choice of GPU node to the cluster."""
+
     workload_identity: WorkloadIdentity | None
-    """Cloud identity of the pods (e.g. for S3/GCS/Azure Blob access of checkpointing.storage): ftc generates the
-    ServiceAccount (named `service_account`, or `metadata.name` when that is null) annotated for IRSA (aws), GKE
-    Workload Identity (gcp) or Azure Workload Identity (azure); null generates none."""
+    """Cloud identity of the pods (e.g. for S3/GCS/Azure Blob access of data, models and checkpointing.storage): the
+    pods use the ServiceAccount `service_account` (or `metadata.name` when that is null), which must be annotated for
+    IRSA (aws), GKE Workload Identity (gcp) or Azure Workload Identity (azure); with `create_service_account` ftc emits
+    it so annotated. null: no cloud identity."""
 
 
 @dataclass(frozen=True)

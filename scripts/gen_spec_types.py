@@ -31,6 +31,7 @@ CLASS_NAMES: dict[str, str] = {
     "": "Spec",
     "/performance/deepspeed": "DeepSpeed",
     "/kubernetes/tolerations/items": "Toleration",
+    "/kubernetes/volumes/items": "Volume",
     "/kubernetes/secrets/*": "SecretRef",
 }
 

@@ -20,7 +20,9 @@ from specs import spec
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_SOURCES = sorted(p.name for p in (ROOT / "compiler" / "runtime").glob("*.py"))
 
-K8S = {"version": "1.31", "namespace": "ml-training", "image": "ghcr.io/acme/ftc-train:1.0"}
+# The specs read /nonexistent/train.jsonl: the pod finds it on a data volume.
+K8S = {"version": "1.31", "namespace": "ml-training", "image": "ghcr.io/acme/ftc-train:1.0",
+       "volumes": [{"name": "data", "claim": "training-data", "mount_path": "/nonexistent"}]}
 
 
 def _ds(stage: int, optimizer: str = "none", params: str = "none") -> dict[str, Any]:

@@ -43,7 +43,7 @@ def base_spec() -> dict[str, Any]:
             "prompt": None,
         },
         "data": {
-            "train": {"path": "tatsu-lab/alpaca", "format": "alpaca", "chat_template": None},
+            "train": {"path": "s3://acme-ml/data/alpaca.jsonl", "format": "alpaca", "chat_template": None},
             "validation": {"fraction": 0.1, "path": None, "format": None},
             "max_seq_length": 2048,
             "packing": True,
@@ -89,6 +89,7 @@ def base_spec() -> dict[str, Any]:
             "image": IMAGE,
             "target": "job",
             "service_account": None,
+            "create_service_account": False,
             "spot_provider": "none",
             "node_selector": {},
             "tolerations": [],
@@ -96,11 +97,14 @@ def base_spec() -> dict[str, Any]:
             "secrets": {},
             "queue": None,
             "cache_pvc": None,
+            "volumes": [],
+            "image_paths": [],
             "grace_period_seconds": 120,
             "unreachable_toleration_seconds": None,
             "training_runtime": "torch-distributed",
             "gpu_product_label": "nvidia.com/gpu.product",
             "gpu_product_values": None,
+            "gpu_affinity": True,
             "workload_identity": None,
         },
     }
@@ -149,6 +153,17 @@ CASES: dict[str, dict[str, Any]] = {
         "annotations": {"owner": "nlp-team@example.com", "example.com/ticket": "ML-1234"},
     }},
     "own-output-volume": {"output": {"dir": "/data/out"}},
+    "data-volumes": {
+        "data": {"train": {"path": "/data/alpaca/train.jsonl"}, "validation": {"fraction": None,
+                                                                              "path": "/data/alpaca/val.jsonl"}},
+        "model": {"name_or_path": "/models/llama-2-7b", "tokenizer": "/opt/tokenizers/llama"},
+        "kubernetes": {"volumes": [
+            {"name": "data", "claim": "training-data", "mount_path": "/data", "read_only": True, "sub_path": None},
+            {"name": "models", "claim": "models", "mount_path": "/models", "read_only": True,
+             "sub_path": "llama"},
+            {"name": "results", "claim": "results", "mount_path": "results", "read_only": False, "sub_path": None},
+        ], "image_paths": ["/opt/tokenizers"]},
+        "output": {"dir": "results/run1"}, "checkpointing": {"storage": None}},
     "relative-output": {"output": {"dir": "results/run1"}, "checkpointing": {"storage": None}},
 }
 

@@ -91,10 +91,12 @@ def test_compiles_to_the_expected_files(case_id: str, built: Callable[[str], Bui
     top |= {f"ftc_runtime/{name}" for name in RUNTIME_SOURCES}
     if case.deepspeed:
         top.add("ds_config.json")
+    if case.kubernetes:
+        top.add("Dockerfile")  # the training image of the manifests
     assert {p for p in files if not p.startswith("k8s/")} == top
     k8s = {p for p in files if p.startswith("k8s/")}
     if case.kubernetes:
-        payload = {f"k8s/files/{p}" for p in top - {"README.md", "ftc-manifest.json", "estimate.json"}}
+        payload = {f"k8s/files/{p}" for p in top - {"README.md", "ftc-manifest.json", "estimate.json", "Dockerfile"}}
         assert k8s == _expected_manifests(case.raw) | payload
         for path in payload:
             assert files[path] == files[path.removeprefix("k8s/files/")], path
@@ -419,7 +421,7 @@ def _expected_manifests(raw: Any) -> set[str]:
         names.add("kustomizeconfig.yaml")  # the ConfigMap name reference for the custom resource
     if target == "indexed-job" and nodes > 1:
         names.add("service.yaml")
-    if raw["kubernetes"].get("workload_identity"):
+    if raw["kubernetes"].get("create_service_account"):
         names.add("serviceaccount.yaml")
     return {f"k8s/{name}" for name in names}
 
@@ -531,7 +533,7 @@ def test_provenance_and_nothing_machine_specific(case_id: str, built: Callable[[
             provenance = json.loads(text)["ftc_provenance"]  # JSON has no comments; DeepSpeed ignores the key
             assert provenance.startswith(header), rel
         else:
-            assert rel.endswith((".py", ".yaml", ".txt", ".md")), rel
+            assert rel.endswith((".py", ".yaml", ".txt", ".md")) or rel == "Dockerfile", rel
             lines = text.split("\n", 2)
             first = lines[1] if rel.endswith(".py") and lines[0].startswith("#!") else lines[0]  # after a shebang
             assert header in first, (rel, first)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,6 +131,10 @@ K8S: dict[str, Any] = {
     "queue": "queue-1", "cache_pvc": "cache-pvc-1", "target": "job", "spot_provider": "none",
     "training_runtime": "training-runtime-1", "gpu_product_label": "example.com/gpu-label-1",
     "gpu_product_values": ["gpu-value-1"], "workload_identity": {"provider": "aws", "identity": "identity-1"},
+    # The data under /data is reachable both on the volume and in the image, so that a changed mount path or
+    # image path alone breaks nothing else.
+    "volumes": [{"name": "volume-1", "claim": "claim-1", "mount_path": "/data", "sub_path": "sub-path-1"}],
+    "image_paths": ["/"],
 }
 MAIN: dict[str, Any] = {
     "apiVersion": "ftc/v1",
@@ -388,7 +393,7 @@ def _check_accepted(slot: Path_, path: list[str | int], original: str, value: st
 def _forms(pointer: str, value: str) -> dict[str, str]:
     """How a spec value may legitimately be written into an artifact: form name -> text."""
     forms = {"verbatim": value}
-    if pointer == "/output/dir":
+    if pointer == "/output/dir" or re.fullmatch(r"/kubernetes/volumes/\d+/mount_path", pointer):
         forms["absolute"] = absolute_path(value)  # relative to the container's working directory
     return forms
 

@@ -19,6 +19,7 @@ import yaml
 from ftc.k8s import job as k8s_job
 from ftc.k8s import layout
 from ftc.k8s.manifests import configmap_items, kubernetes_problems, render_kubernetes
+from ftc.k8s.pod import ephemeral_storage_gib
 from ftc.plan import Plan
 from ftc.render import yamlio
 from ftc.render.launch import launch_argv
@@ -250,9 +251,11 @@ def test_four_gpus_use_the_bundled_launcher_and_request_resources() -> None:
     job = rendered_job(make_plan(CASES["four-gpus"]))
     container = trainer(job)
     assert container["command"] == [*LAUNCHER, "--nnodes=1", "--nproc-per-node=4", "/opt/ftc/train.py"]
+    disk = ephemeral_storage_gib(make_plan(CASES["four-gpus"]))
+    assert disk is not None  # checkpoints on an emptyDir: the pod asks for their disk
     assert container["resources"] == {
-        "requests": {"cpu": "32", "memory": "256Gi", "nvidia.com/gpu": "4"},
-        "limits": {"memory": "256Gi", "nvidia.com/gpu": "4"},
+        "requests": {"cpu": "32", "memory": "256Gi", "ephemeral-storage": f"{disk}Gi", "nvidia.com/gpu": "4"},
+        "limits": {"memory": "256Gi", "ephemeral-storage": f"{2 * disk}Gi", "nvidia.com/gpu": "4"},
     }
 
 
@@ -323,7 +326,7 @@ def test_queue_label_only_on_the_job() -> None:
     kustomization = yaml.safe_load(files["k8s/kustomization.yaml"])
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
-    assert "kueue.x-k8s.io/queue-name" not in kustomization["labels"][0]["pairs"]
+    assert "kueue.x-k8s.io/queue-name" not in kustomization["generatorOptions"]["labels"]
     assert "suspend" not in job["spec"]
     assert kustomization["namespace"] == job["metadata"]["namespace"] == "ml-training"
 
@@ -439,8 +442,11 @@ def test_output_files_and_headers() -> None:
         assert os.getcwd() not in text and str(pathlib.Path.home()) not in text
     kustomization = yaml.safe_load(files["k8s/kustomization.yaml"])
     assert list(kustomization)[:2] == ["apiVersion", "kind"]
-    assert "commonLabels" not in kustomization
-    assert kustomization["labels"][0]["includeSelectors"] is False
+    # The run's labels are on its objects and the generated ConfigMap, not kustomization-wide (a shared
+    # ServiceAccount must not get them).
+    assert "commonLabels" not in kustomization and "labels" not in kustomization
+    assert "commonAnnotations" not in kustomization
+    assert kustomization["generatorOptions"]["labels"][layout.INSTANCE_LABEL] == plan.derived.workload_name
     assert kustomization["generatorOptions"]["disableNameSuffixHash"] is False
     assert list(yaml.safe_load(files["k8s/job.yaml"])) == ["apiVersion", "kind", "metadata", "spec"]
     header = "# custom\n"
@@ -534,7 +540,7 @@ def test_hostile_strings_round_trip_through_yaml() -> None:
     assert_hostile_values(docs[0])
     kustomization = list(yaml.safe_load_all(files["k8s/kustomization.yaml"]))
     assert len(kustomization) == 1
-    common = kustomization[0]["commonAnnotations"]
+    common = kustomization[0]["generatorOptions"]["annotations"]
     assert {k: v for k, v in common.items() if k.startswith("example.com/")} == \
         {f"example.com/hostile-{i:02d}": s for i, s in enumerate(HOSTILE)}
     # yaml.safe_load refuses python tags, so loading at all shows `!!python/...` stayed quoted data.

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import Tiny
 from ftc.k8s import layout
-from ftc.k8s.manifests import render_kubernetes
+from ftc.k8s.manifests import kubernetes_problems, render_kubernetes
 from ftc.k8s.validate import validate_documents, validate_kubernetes
 from ftc.plan import Plan
 from ftc.render.artifacts import render
@@ -119,6 +119,17 @@ def target_plan(target: str, version: str, **overrides: Any) -> Plan:
     return make_plan(base)
 
 
+def assert_all_valid(docs: list[dict[str, Any]], version: str) -> None:
+    """Every document validates strictly: core kinds with the Kubernetes schemas of the version; custom
+    resources with ftc's schemas (and their pod templates as core PodTemplates) and the upstream CRDs."""
+    for doc in docs:
+        if doc["kind"] in CRD_KINDS:
+            assert_upstream_valid(doc)
+        else:
+            validate_core(doc, version)
+    assert validate_documents(docs, version) == []
+
+
 def build(plan: Plan, tmp_path: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
     files = render_kubernetes(plan, make_bundle(plan))
     return files, kustomize(files, tmp_path)
@@ -176,14 +187,7 @@ def test_target_builds_validates_and_keeps_the_invariants(target: str, version: 
     assert k8s is not None
     files, docs = build(plan, tmp_path)
 
-    # Every document validates strictly: core kinds with the Kubernetes schemas of the version; custom
-    # resources with ftc's schemas (and their pod templates as core PodTemplates) and the upstream CRDs.
-    for doc in docs:
-        if doc["kind"] in CRD_KINDS:
-            assert_upstream_valid(doc)
-        else:
-            validate_core(doc, version)
-    assert validate_documents(docs, version) == []
+    assert_all_valid(docs, version)
     assert not [d for d in docs if d["kind"] == "Secret"]
 
     configmap = next(d for d in docs if d["kind"] == "ConfigMap")
@@ -330,6 +334,46 @@ def assert_disruption_handling(target: str, version: str, main: dict[str, Any]) 
         assert main["spec"]["runtimeRef"]["name"] == "torch-distributed"
 
 
+DATA_VOLUMES = {
+    "data": {"train": {"path": "/data/alpaca/train.jsonl"}, "validation": {"fraction": None, "path": "val.jsonl"}},
+    "model": {"name_or_path": "/models/llama-2-7b"},
+    "output": {"dir": "results/run1"},
+    "kubernetes": {"volumes": [
+        {"name": "data", "claim": "training-data", "mount_path": "/data", "read_only": True, "sub_path": None},
+        {"name": "val", "claim": "training-data", "mount_path": "val.jsonl", "read_only": True,
+         "sub_path": "alpaca/val.jsonl"},
+        {"name": "models", "claim": "models", "mount_path": "/models", "read_only": True, "sub_path": "llama"},
+        {"name": "results", "claim": "results", "mount_path": "results", "read_only": False, "sub_path": None},
+    ]},
+}
+
+
+@pytest.mark.parametrize("target", sorted(FLOORS))
+def test_declared_volumes_mount_on_every_target_and_validate(target: str, tmp_path: Path) -> None:
+    """A spec that reads its data and model from PVCs: read-only mounts at the documented paths (relative ones
+    under the working directory), output.dir on the writable volume, strict validation on every target."""
+    version = "1.32"
+    plan = target_plan(target, version, **DATA_VOLUMES)
+    assert kubernetes_problems(plan) == []
+    _, docs = build(plan, tmp_path)
+    assert_all_valid(docs, version)
+    for _, template in pod_templates(workload(docs, target)):
+        pod = template["spec"]
+        container = trainer_container(workload(docs, target), template)
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert mounts["data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
+        assert mounts["val"] == {"name": "val", "mountPath": f"{layout.WORK_DIR}/val.jsonl", "readOnly": True,
+                                 "subPath": "alpaca/val.jsonl"}
+        assert mounts["models"]["subPath"] == "llama" and mounts["models"]["readOnly"] is True
+        assert mounts["results"] == {"name": "results", "mountPath": f"{layout.WORK_DIR}/results"}
+        assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": "training-data",
+                                                                           "readOnly": True}}
+        assert volumes["results"] == {"name": "results", "persistentVolumeClaim": {"claimName": "results"}}
+        assert layout.OUTPUT_VOLUME not in volumes  # output.dir is on the writable claim
+        assert "ephemeral-storage" not in container.get("resources", {}).get("requests", {})
+
+
 @pytest.mark.parametrize("target", sorted(FLOORS))
 def test_single_node_plans_run_on_every_target(target: str, tmp_path: Path) -> None:
     version = "1.32"
@@ -359,8 +403,9 @@ def test_crd_targets_on_their_oldest_version(tmp_path: Path) -> None:
 
 
 def _k8s_spec(target: str, version: str, nodes: int) -> dict[str, Any]:
-    return spec(**{"resources.nodes": nodes, "kubernetes": {"image": "ghcr.io/acme/train:1.0", "target": target,
-                                                            "version": version}})
+    return spec(**{"resources.nodes": nodes, "kubernetes": {
+        "image": "ghcr.io/acme/train:1.0", "target": target, "version": version,
+        "volumes": [{"name": "data", "claim": "training-data", "mount_path": "/nonexistent"}]}})
 
 
 @pytest.mark.parametrize("target", sorted(FLOORS))
@@ -403,7 +448,7 @@ def test_gpu_product_affinity() -> None:
         "nvidia-h100-80gb", "nvidia-h100-mega-80gb"]
     assert terms(gpu_product_label="example.com/gpu", gpu_product_values=["h100"]) == [
         {"matchExpressions": [{"key": "example.com/gpu", "operator": "In", "values": ["h100"]}]}]
-    assert terms(gpu_product_label=None) is None
+    assert terms(gpu_affinity=False) is None
 
 
 def test_every_gpu_has_product_label_values() -> None:
@@ -430,7 +475,8 @@ def test_lost_node_tolerations_only_when_set() -> None:
     ("azure", "00000000-0000-0000-0000-000000000001", "azure.workload.identity/client-id"),
 ])
 def test_workload_identity_service_account(provider: str, identity: str, annotation: str, tmp_path: Path) -> None:
-    plan = make_plan({"kubernetes": {"workload_identity": {"provider": provider, "identity": identity}}})
+    wanted = {"workload_identity": {"provider": provider, "identity": identity}, "create_service_account": True}
+    plan = make_plan({"kubernetes": wanted})
     files, docs = build(plan, tmp_path)
     for doc in docs:
         validate_core(doc, "1.29")
@@ -442,11 +488,44 @@ def test_workload_identity_service_account(provider: str, identity: str, annotat
     assert pod["spec"]["serviceAccountName"] == plan.spec.metadata.name
     assert "automountServiceAccountToken" not in pod["spec"]  # the identity token is projected through it
     assert (pod["metadata"]["labels"].get("azure.workload.identity/use") == "true") == (provider == "azure")
-    named = make_plan({"kubernetes": {"service_account": "trainer",
-                                      "workload_identity": {"provider": provider, "identity": identity}}})
+    named = make_plan({"kubernetes": {**wanted, "service_account": "trainer"}})
     assert yaml.safe_load(render_kubernetes(named, make_bundle(named))["k8s/serviceaccount.yaml"])[
         "metadata"]["name"] == "trainer"
     assert "k8s/serviceaccount.yaml" not in render_kubernetes(make_plan(), make_bundle(make_plan()))
+
+
+def test_an_existing_service_account_is_referenced_not_emitted() -> None:
+    identity = {"provider": "aws", "identity": "arn:aws:iam::123456789012:role/trainer"}
+    for k8s in ({"service_account": "trainer"}, {"service_account": "trainer", "workload_identity": identity}):
+        plan = make_plan({"kubernetes": k8s})
+        files = render_kubernetes(plan, make_bundle(plan))
+        assert "k8s/serviceaccount.yaml" not in files
+        assert "serviceaccount.yaml" not in yaml.safe_load(files["k8s/kustomization.yaml"])["resources"]
+        assert _pod(plan)["spec"]["serviceAccountName"] == "trainer"
+
+
+def test_an_emitted_service_account_survives_the_pruning_of_one_run(tmp_path: Path) -> None:
+    """Two runs (different specs, one account) emit the same object: no run-specific labels or annotations,
+    and annotations that keep Argo CD and Flux from pruning it with either run."""
+    identity = {"provider": "gcp", "identity": "trainer@project.iam.gserviceaccount.com"}
+    accounts = []
+    for overrides in ({}, {"metadata": {"name": "other-run", "labels": {"team": "nlp"},
+                                        "annotations": {"owner": "me"}}, "training": {"epochs": 1.0}}):
+        plan = make_plan({**overrides, "kubernetes": {"service_account": "trainer", "create_service_account": True,
+                                                      "workload_identity": identity}})
+        _, docs = build(plan, tmp_path / plan.derived.workload_name)
+        (account,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+        labels = account["metadata"]["labels"]
+        assert plan.derived.workload_name not in json.dumps(account)
+        assert layout.INSTANCE_LABEL not in labels and "team" not in labels
+        assert account["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
+        assert account["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled"
+        assert layout.CONTENT_HASH_ANNOTATION not in account["metadata"]["annotations"]
+        # while the run's own objects keep their run labels
+        configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+        assert configmap["metadata"]["labels"][layout.INSTANCE_LABEL] == plan.derived.workload_name
+        accounts.append(account)
+    assert accounts[0] == accounts[1]
 
 
 def test_trainjob_patch_sets_only_what_a_runtime_patch_may() -> None:
@@ -579,7 +658,9 @@ def test_two_node_indexed_job_command_trains_on_two_processes(tiny: Tiny, tmp_pa
         resources={"nodes": 2, "gpus_per_node": 1},
         training={"max_steps": 4, "eval_every_steps": 2, "logging_steps": 2},
         checkpointing={"every_steps": 2},
-        kubernetes={"image": "ghcr.io/acme/ftc-train:1.0", "target": "indexed-job", "version": "1.29"})
+        kubernetes={"image": "ghcr.io/acme/ftc-train:1.0", "target": "indexed-job", "version": "1.29",
+                    # the tiny model and data, as if baked into the image at the same paths
+                    "image_paths": sorted({str(Path(tiny.model_dir).parent), str(Path(tiny.alpaca).parent)})})
     plan = Plan.from_dict(data)
     files = render(plan)
     for rel, text in files.items():

@@ -16,7 +16,10 @@ from ftc.codes import CODES, Severity, Stage, codes_of, markdown
 from ftc.diagnostics import Diagnostic, error, warning
 from specs import codes, plan_of, spec
 
-K8S = {"image": "ghcr.io/acme/train:1.0"}
+# The base spec reads /nonexistent/train.jsonl: a volume there lets the pod reach it.
+DATA_VOLUME = {"name": "data", "claim": "training-data", "mount_path": "/nonexistent"}
+K8S = {"image": "ghcr.io/acme/train:1.0", "volumes": [DATA_VOLUME]}
+NO_VOLUME = {"image": "ghcr.io/acme/train:1.0"}
 
 # (code, passing changes, failing changes)
 CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
@@ -84,6 +87,9 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                                              "node_selector": {"karpenter.sh/capacity-type": "on-demand"}}}),
     ("E352", {"output.dir": "/workspace/out", "kubernetes": K8S}, {"output.dir": "/etc/out", "kubernetes": K8S}),
     ("W450", {"checkpointing.storage": {"uri": "s3://b/p"}, "kubernetes": K8S}, {"kubernetes": K8S}),
+    ("W450", {"output.dir": "/results/run", "kubernetes": {**K8S, "volumes": [
+        DATA_VOLUME, {"name": "results", "claim": "r", "mount_path": "/results", "read_only": False}]}},
+     {"output.dir": "/results/run", "kubernetes": K8S}),
     ("W451", {"resources.spot": True, "kubernetes": {**K8S, "spot_provider": "gke"}},
      {"resources.spot": True, "kubernetes": K8S}),
     ("W452", {"monitoring.report_to": ["wandb"],
@@ -96,6 +102,24 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("E354", {"resources.gpu": "L4", "kubernetes": {**K8S, "gpu_product_label": "cloud.google.com/gke-accelerator"}},
      {"resources.gpu": "A10G", "kubernetes": {**K8S, "gpu_product_label": "cloud.google.com/gke-accelerator"}}),
     ("W454", {"kubernetes": {**K8S, "grace_period_seconds": 40}}, {"kubernetes": {**K8S, "grace_period_seconds": 39}}),
+    ("E355", {"kubernetes": K8S}, {"kubernetes": NO_VOLUME}),
+    ("E355", {"data.train.path": "s3://bucket/train.jsonl", "kubernetes": NO_VOLUME},
+     {"data.train.path": "data/train.jsonl", "kubernetes": NO_VOLUME}),
+    ("E355", {"model.name_or_path": "/models/llama", "kubernetes": {**K8S, "image_paths": ["/models"]}},
+     {"model.name_or_path": "/models/llama", "kubernetes": K8S}),
+    ("E355", {"model.tokenizer": "meta-llama/Llama-2-7b-hf", "kubernetes": K8S},
+     {"model.tokenizer": "./tokenizer", "kubernetes": K8S}),
+    ("E356", {"kubernetes": {**K8S, "volumes": [DATA_VOLUME, {**DATA_VOLUME, "name": "models", "mount_path": "/m"}]}},
+     {"kubernetes": {**K8S, "volumes": [DATA_VOLUME, {**DATA_VOLUME, "name": "models", "mount_path": "/cache"}]}}),
+    ("E356", {"output.dir": "/results/run", "kubernetes": {**K8S, "volumes": [
+        DATA_VOLUME, {"name": "results", "claim": "r", "mount_path": "/results", "read_only": False}]}},
+     {"output.dir": "/results/run", "kubernetes": {**K8S, "volumes": [
+         DATA_VOLUME, {"name": "results", "claim": "r", "mount_path": "/results"}]}}),
+    ("E356", {"kubernetes": {**K8S, "image_paths": ["/opt/data"]}},
+     {"kubernetes": {**K8S, "image_paths": ["/workspace/data"]}}),
+    # Llama-2-7B full fine-tuning writes ~80 GB per checkpoint: about 10 minutes at 125 MiB/s; a LoRA adapter is small.
+    ("W455", {"resources.spot": True, "kubernetes": {**K8S, "spot_provider": "karpenter"}},
+     {"method.type": "full", "resources.spot": True, "kubernetes": {**K8S, "spot_provider": "karpenter"}}),
 ]
 
 

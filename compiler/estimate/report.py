@@ -11,6 +11,7 @@ from .fit import FITS, MARGIN
 from .memory import CUDA_CONTEXT_BYTES, GIB, allocator_reserve
 from .params import base_counts
 from .steptime import LAYER_PASS_SECONDS, U_ATTENTION, U_MATMUL
+from .storage import storage_line, storage_needs
 from .throughput import Time
 from .tokens import BYTES_PER_TOKEN
 
@@ -190,6 +191,7 @@ def to_text(e: Estimate, filename: str) -> str:
     lines.append(f"  {'allocated (torch)':<18} {memory.allocated_peak / GIB:8.2f} GiB")
     lines.append(f"CPU RAM per node: {e.cpu_ram / GIB:.1f} GiB"
                  + (f" (ZeRO offload {memory.cpu_offload / GIB:.1f} GiB per GPU)" if memory.cpu_offload else ""))
+    lines.append(f"Storage: {storage_line(storage_needs(e.plan, e.arch))}")
     lines += ["", "GPU fit (GPUs: the fewest that fit with the spec's ZeRO stage; $: whole run)",
               f"  {'GPU':<10} {'memory':>7} {'GPUs':>5} {'peak/GPU':>9}  {'status':<13} {'hours':>8} "
               f"{'on-demand':>10} {'spot':>9}  offered on"]

@@ -35,7 +35,8 @@ TrainJob (`trainer.kubeflow.org/v1alpha1`, Kubeflow Trainer v2.2+; Kubernetes 1.
   runtime's `node` replicated job, carrying pod labels/annotations, the security contexts, scheduling,
   the grace period, volumes and the trainer's volume mounts. A patch cannot set `workingDir`,
   `enableServiceLinks` or `automountServiceAccountToken`: the trainer starts in the image's working
-  directory (relative paths in the spec resolve there; make it `/workspace`, or use absolute paths).
+  directory, which the generated Dockerfile makes `/workspace` (where relative paths of the spec resolve,
+  as on the other targets); another image must do the same, or the spec use absolute paths.
 """
 
 from __future__ import annotations

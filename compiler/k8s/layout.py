@@ -10,7 +10,9 @@ stack writes to is a volume):
 path                   what                                            volume
 =====================  ==============================================  ===========================
 /opt/ftc               train.py, plan.json, configs, ftc_runtime/      ConfigMap, read-only
-/workspace             working directory (relative paths land here)    emptyDir
+/workspace             working directory: every relative path of the   emptyDir
+                       spec (data, model, output.dir, volume mounts)
+                       resolves against it
 /home/ftc              HOME (~/.cache, ~/.config of any library)       emptyDir
 /tmp                   temporary files, torch inductor cache           emptyDir
 /dev/shm               shared memory of NCCL and DataLoader workers    emptyDir, medium: Memory
@@ -18,8 +20,14 @@ path                   what                                            volume
 /cache/triton          TRITON_CACHE_DIR: compiled Triton kernels       emptyDir
 /cache/torch_extensions  TORCH_EXTENSIONS_DIR: DeepSpeed op builds     emptyDir
 output.dir             checkpoints and the final model                 emptyDir, unless under one of
-                                                                       the writable paths above
+                                                                       the writable paths above or
+                                                                       on a writable declared volume
+kubernetes.volumes     data and models (PersistentVolumeClaims)        PVC, read-only by default
 =====================  ==============================================  ===========================
+
+Declared volumes (`kubernetes.volumes`) are mounted after ftc's own, at their `mount_path` (relative:
+under /workspace); `kubernetes.image_paths` name what the image itself holds. `rules` checks that
+every local path the pod reads lies on one of them, and that neither hides a directory ftc mounts.
 
 `/dev/shm` has no sizeLimit: a memory-backed emptyDir is charged to the pod's memory and its tmpfs is
 bounded by the pod's memory limit (or the node's allocatable memory), and NCCL and DataLoader
@@ -34,8 +42,10 @@ object storage, or `output.dir` lies under `/cache/huggingface` with `kubernetes
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from ..spec_types import Spec, Volume
 
 FILES_DIR = "/opt/ftc"
 WORK_DIR = "/workspace"
@@ -74,6 +84,11 @@ WRITABLE_MOUNTS: tuple[tuple[str, str], ...] = (
     ("torch-extensions", TORCH_EXTENSIONS_DIR),
 )
 
+# Names of the volumes ftc itself gives the pod (a declared volume may not take one).
+FILES_VOLUME = "ftc-files"
+OUTPUT_VOLUME = "output"
+OWN_VOLUMES = (FILES_VOLUME, OUTPUT_VOLUME, *(name for name, _ in WRITABLE_MOUNTS))
+
 # Directories of the image that an emptyDir must not hide (the output dir may not be one of them or
 # below them); /dev is included because a checkpoint in /dev/shm would be held in memory.
 _SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
@@ -95,6 +110,11 @@ VERSION_ANNOTATION = "ftc.dev/version"
 
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def under(path: str, root: str) -> bool:
+    """True when absolute `path` is `root` or lies below it."""
+    return _under(path, root)
 
 
 @dataclass(frozen=True)
@@ -121,20 +141,130 @@ def absolute_path(path: str) -> str:
     return "/" + joined.lstrip("/")  # normpath keeps a leading "//"
 
 
-def output_dir(path: str) -> OutputDir:
+def mount_path_problem(path: str) -> str | None:
+    """Why a declared volume cannot be mounted at absolute `path`, or None (`shadow_problem` checks ftc's mounts)."""
+    if _under(path, FILES_DIR):
+        return f"{path} is inside {FILES_DIR}, the read-only directory of the generated files"
+    if path in _SYSTEM_DIRS or any(_under(path, tree) for tree in _SYSTEM_TREES):
+        return f"{path} is a system directory of the image; a volume mounted there would hide its contents"
+    return None
+
+
+def declared_volume(output_path: str, volumes: Sequence[Volume]) -> Volume | None:
+    """The declared volume whose mount holds absolute `output_path` (the deepest one), or None."""
+    holding = [v for v in volumes if _under(output_path, absolute_path(v.mount_path))]
+    return max(holding, key=lambda v: len(absolute_path(v.mount_path)), default=None)
+
+
+def output_dir(path: str, volumes: Sequence[Volume] = ()) -> OutputDir:
     problem = output_dir_problem(path)
     if problem is not None:
         raise ValueError(f"output.dir: {problem}")
     absolute = absolute_path(path)
+    volume = declared_volume(absolute, volumes)
+    if volume is not None:
+        if volume.read_only:
+            raise ValueError(f"output.dir {absolute} is on the read-only volume {volume.name}")
+        return OutputDir(absolute, False, volume.name)
     for name, mount in WRITABLE_MOUNTS:
         if _under(absolute, mount):
             return OutputDir(absolute, False, name)
-    return OutputDir(absolute, True, "output")
+    return OutputDir(absolute, True, OUTPUT_VOLUME)
 
 
-def output_is_persistent(output_dir: str, cache_pvc: str | None) -> bool:
-    """True when output.dir survives the pod (it lies on the cache PVC)."""
-    return cache_pvc is not None and _under(absolute_path(output_dir), HF_HOME)
+def output_is_persistent(output_dir: str, cache_pvc: str | None, volumes: Sequence[Volume] = ()) -> bool:
+    """True when output.dir survives the pod (it lies on the cache PVC or on a writable declared volume)."""
+    absolute = absolute_path(output_dir)
+    volume = declared_volume(absolute, volumes)
+    if volume is not None:
+        return not volume.read_only
+    return cache_pvc is not None and _under(absolute, HF_HOME)
+
+
+# What the pod reads and where it can find it (the reachability rule of `rules`).
+REMOTE_SCHEMES = ("s3://", "gs://")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A directory ftc mounts in the trainer: `kind` is config (the generated files), empty (an emptyDir)
+    or cache (the Hugging Face cache, an emptyDir or `kubernetes.cache_pvc`)."""
+
+    name: str
+    path: str
+    kind: str
+
+
+def pod_reads(spec: Spec) -> list[tuple[str, str, bool]]:
+    """(pointer, path, may be a Hub id) of every data, model and tokenizer path the pod reads."""
+    reads = [("/data/train/path", spec.data.train.path, False)]
+    validation = spec.data.validation
+    if validation is not None and validation.path is not None:
+        reads.append(("/data/validation/path", validation.path, False))
+    reads.append(("/model/name_or_path", spec.model.name_or_path, True))
+    if spec.model.tokenizer is not None:
+        reads.append(("/model/tokenizer", spec.model.tokenizer, True))
+    return reads
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """A Hub id (`name` or `org/name`) as the runtime tells it from a path (ftc_runtime/model.py): anything
+    starting with `.`, `/` or `~`, with more than one `/` or with a URL scheme is a path."""
+    return not source.startswith((".", "/", "~")) and source.count("/") <= 1 and "://" not in source
+
+
+def is_remote(source: str, *, hub: bool) -> bool:
+    """True when the runtime fetches `source` itself: object storage, or (`hub`) a Hugging Face Hub id."""
+    return source.startswith(REMOTE_SCHEMES) or (hub and looks_like_hub_id(source))
+
+
+def ftc_mounts(output_dir_: str, volumes: Sequence[Volume]) -> tuple[Mount, ...]:
+    """The directories ftc mounts: the generated files, its writable volumes and output.dir's own emptyDir."""
+    mounts = [Mount(FILES_VOLUME, FILES_DIR, "config")]
+    mounts += [Mount(name, path, "cache" if path == HF_HOME else "empty") for name, path in WRITABLE_MOUNTS]
+    if output_dir_problem(output_dir_) is None:
+        absolute = absolute_path(output_dir_)
+        if declared_volume(absolute, volumes) is None and not any(_under(absolute, m.path) for m in mounts[1:]):
+            mounts.append(Mount(OUTPUT_VOLUME, absolute, "empty"))
+    return tuple(mounts)
+
+
+def shadow_problem(path: str, own: Sequence[Mount]) -> str | None:
+    """Why a declared volume at absolute `path` would hide a directory ftc mounts, or None."""
+    for mount in own:
+        if _under(mount.path, path):
+            return f"a volume at {path} would hide {mount.path}, where ftc mounts its {mount.name} volume"
+        if mount.path == SHM_DIR and _under(path, SHM_DIR):
+            return f"{path} is inside {SHM_DIR}, the shared memory of the pod"
+    return None
+
+
+def mount_over(path: str, own: Sequence[Mount], volumes: Sequence[Volume]) -> str | None:
+    """The mount path of the deepest volume (ftc's or declared) that holds absolute `path`, or None."""
+    paths = [m.path for m in own] + [absolute_path(v.mount_path) for v in volumes]
+    holding = [p for p in paths if _under(path, p)]
+    return max(holding, key=len, default=None)
+
+
+def provider_of(path: str, own: Sequence[Mount], volumes: Sequence[Volume], image_paths: Sequence[str],
+                cache_pvc: str | None) -> str | None:
+    """What provides absolute `path` in the pod: the deepest of the mounts and image paths that hold it
+    decides ("volume", "image" or "cache"); None for an empty or generated directory, or nothing at all.
+    A mount at the same path as an image path hides it."""
+    found: list[tuple[int, int, str | None]] = []
+    for mount in own:
+        if _under(path, mount.path):
+            provides = "cache" if mount.kind == "cache" and cache_pvc is not None else None
+            found.append((len(mount.path), 1, provides))
+    for volume in volumes:
+        mount_path = absolute_path(volume.mount_path)
+        if _under(path, mount_path):
+            found.append((len(mount_path), 1, "volume"))
+    for image_path in image_paths:
+        absolute = absolute_path(image_path)
+        if _under(path, absolute):
+            found.append((len(absolute), 0, "image"))
+    return max(found, key=lambda f: (f[0], f[1]))[2] if found else None
 
 
 # How `resources.spot` selects spot capacity per provider: node selector and tolerations.

@@ -2,14 +2,16 @@
 
 Output (paths relative to out/):
 
-- `k8s/kustomization.yaml`: namespace, the recommended labels (`labels:` without selectors) and
-  annotations for every object, the workload, and a `configMapGenerator` for the files the trainer
-  needs.
+- `k8s/kustomization.yaml`: namespace, the objects, and a `configMapGenerator` for the files the
+  trainer needs. The run's labels (the recommended ones, the instance label naming this run) and
+  annotations are written on each object of the run itself and given to the ConfigMap through
+  `generatorOptions`, not set kustomization-wide: the ServiceAccount ftc emits on request is shared by
+  runs and must not carry them (see `identity`).
 - the workload of `kubernetes.target` (see `targets`): `k8s/job.yaml` (targets job and
   indexed-job, see `job`), `k8s/pytorchjob.yaml` or `k8s/trainjob.yaml` (`kubeflow`),
   `k8s/jobset.yaml` (`jobset`); the pod they all run is `pod`'s.
 - `k8s/service.yaml`: the headless Service of a multi-node indexed-job.
-- `k8s/serviceaccount.yaml`: the ServiceAccount bound to `kubernetes.workload_identity`.
+- `k8s/serviceaccount.yaml`: with `kubernetes.create_service_account`, the pods' ServiceAccount.
 - `k8s/kustomizeconfig.yaml` (custom resource targets): tells kustomize where the custom resource
   references the ConfigMap (`configurations:` nameReference), since kustomize only knows the built-in
   kinds' reference fields; without it the hash-suffixed ConfigMap name would not reach the workload.
@@ -134,8 +136,6 @@ def kustomization(plan: Plan, configmap: str, items: list[tuple[str, str]], reso
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "namespace": k8s.namespace,
-        "labels": [{"pairs": labels(plan), "includeSelectors": False}],
-        "commonAnnotations": annotations(plan),
         "resources": resources,
     }
     if k8s.target in CONFIGMAP_REFERENCES:
@@ -144,7 +144,8 @@ def kustomization(plan: Plan, configmap: str, items: list[tuple[str, str]], reso
         "name": configmap,
         "files": [f"{key}={FILES_SUBDIR}/{path}" for key, path in items],
     }]
-    out["generatorOptions"] = {"disableNameSuffixHash": False, "immutable": True}
+    out["generatorOptions"] = {"disableNameSuffixHash": False, "immutable": True, "labels": labels(plan),
+                               "annotations": annotations(plan)}
     return out
 
 
@@ -176,7 +177,7 @@ def render_kubernetes(plan: Plan, bundle: Mapping[str, str], header: str | None 
     items = configmap_items(bundle)
     common_labels, common_annotations = labels(plan), annotations(plan)
     documents: dict[str, dict[str, Any]] = {}
-    account = service_account(plan, common_labels, common_annotations)
+    account = service_account(plan)
     if account is not None:
         documents["serviceaccount.yaml"] = account
     service = build_service(plan, common_labels, common_annotations)

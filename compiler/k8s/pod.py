@@ -21,8 +21,14 @@ Choices that are not obvious from the API reference:
   `layout.MIN_GRACE_PERIOD_SECONDS`.
 - Scheduling: a toleration for the `nvidia.com/gpu` taint always; spot node selector, tolerations and
   autoscaler annotations of `kubernetes.spot_provider`; a required node affinity for the GPU model
-  (`kubernetes.gpu_product_label`); optional lower tolerationSeconds for lost (unreachable, not
+  under the label the provider's autoscaler knows before a node exists (`ftc.gpus`; or
+  `kubernetes.gpu_product_label`); optional lower tolerationSeconds for lost (unreachable, not
   ready) nodes, so a pod on a dead node is replaced sooner than after the default 300 s.
+- Volumes: ftc's own (`layout`), then the declared PersistentVolumeClaims (`kubernetes.volumes`) at
+  their mount paths, read-only in both the mount and the claim unless `read_only` is false.
+- Ephemeral storage: with checkpoints and results on emptyDirs the trainer requests the disk
+  `ftc.estimate.storage` sizes (limit: twice that), so the scheduler picks a node with room for them
+  and the kubelet does not evict the pod for a disk the scheduler never accounted for.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..gpus import gpu_product_values
+from ..estimate.storage import LIMIT_FACTOR, UNKNOWN_MODEL_DISK_GIB, whole_gib
+from ..gpus import gpu_label, gpu_requirements
 from ..plan import Plan, Toleration
 from . import layout
 from .identity import pod_identity_labels, service_account_name
+from .rules import plan_storage
 
-FILES_VOLUME = "ftc-files"
+FILES_VOLUME = layout.FILES_VOLUME
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 RESTRICTED_CONTAINER_SECURITY = {
@@ -120,28 +128,49 @@ def node_selector(plan: Plan) -> dict[str, str]:
     return dict(sorted({**k8s.node_selector, **spot_selector}.items()))
 
 
-def gpu_values(plan: Plan) -> tuple[str, ...]:
-    """Values of `kubernetes.gpu_product_label` for `resources.gpu` (the spec's list or ftc's table)."""
+def gpu_selection(plan: Plan) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(node label, values) requirements for the GPU model of `resources.gpu`; () without GPU affinity.
+
+    The label is `kubernetes.gpu_product_label`, or the one of `spot_provider`'s node provisioner; the
+    values are `gpu_product_values`, or ftc's table (see `ftc.gpus`).
+    """
     k8s = plan.spec.kubernetes
     assert k8s is not None
-    if k8s.gpu_product_label is None:
+    if not k8s.gpu_affinity:
         return ()
-    if k8s.gpu_product_values is not None:
-        return tuple(k8s.gpu_product_values)
-    return gpu_product_values(k8s.gpu_product_label, plan.spec.resources.gpu)
+    label = gpu_label(k8s.gpu_product_label, k8s.spot_provider)
+    values = None if k8s.gpu_product_values is None else tuple(k8s.gpu_product_values)
+    requirements = gpu_requirements(label, plan.spec.resources.gpu, values)
+    if not requirements:
+        raise ValueError(f"no values of {label} are known for {plan.spec.resources.gpu}")
+    return requirements
 
 
 def affinity(plan: Plan) -> dict[str, Any] | None:
-    """A required node affinity for the GPU model, or None when `gpu_product_label` is null."""
-    k8s = plan.spec.kubernetes
-    assert k8s is not None
-    if k8s.gpu_product_label is None:
+    """A required node affinity for the GPU model, or None when `gpu_affinity` is false."""
+    requirements = gpu_selection(plan)
+    if not requirements:
         return None
-    values = gpu_values(plan)
-    if not values:
-        raise ValueError(f"no values of {k8s.gpu_product_label} are known for {plan.spec.resources.gpu}")
-    term = {"matchExpressions": [{"key": k8s.gpu_product_label, "operator": "In", "values": list(values)}]}
+    term = {"matchExpressions": [{"key": label, "operator": "In", "values": list(values)}
+                                 for label, values in requirements]}
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
+def ephemeral_storage_gib(plan: Plan) -> int | None:
+    """The trainer's ephemeral-storage request in GiB when checkpoints and results live on emptyDirs, else None.
+
+    Sized by `ftc.estimate.storage` (checkpoints × (keep_last + 1), final results, the cached base model,
+    scratch space, with headroom), or `UNKNOWN_MODEL_DISK_GIB` when the model's shape is unknown; the limit
+    is `LIMIT_FACTOR` times as much. None when output.dir is on a persistent volume (the cache PVC or a
+    writable declared volume).
+    """
+    spec = plan.spec
+    k8s = spec.kubernetes
+    assert k8s is not None
+    if layout.output_is_persistent(spec.output.dir, k8s.cache_pvc, k8s.volumes):
+        return None
+    needs = plan_storage(plan)
+    return UNKNOWN_MODEL_DISK_GIB if needs is None else whole_gib(needs.pod_bytes)
 
 
 def resources(plan: Plan) -> dict[str, Any]:
@@ -153,6 +182,10 @@ def resources(plan: Plan) -> dict[str, Any]:
         requests["cpu"] = res.cpu  # a request only: CPU limits throttle data loading
     if res.memory is not None:
         requests["memory"] = limits["memory"] = res.memory
+    disk = ephemeral_storage_gib(plan)
+    if disk is not None:
+        requests["ephemeral-storage"] = f"{disk}Gi"
+        limits["ephemeral-storage"] = f"{disk * LIMIT_FACTOR}Gi"
     requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = gpus
     return {"requests": requests, "limits": limits}
 
@@ -172,10 +205,21 @@ def volumes(plan: Plan, configmap: str, items: Sequence[tuple[str, str]]) -> tup
             vols.append({"name": name, "persistentVolumeClaim": {"claimName": k8s.cache_pvc}})
         else:
             vols.append({"name": name, "emptyDir": {}})
-    output = layout.output_dir(plan.spec.output.dir)
+    output = layout.output_dir(plan.spec.output.dir, k8s.volumes)
     if output.own_volume:
         mounts.append({"name": output.backing, "mountPath": output.path})
         vols.append({"name": output.backing, "emptyDir": {}})
+    for volume in k8s.volumes:
+        mount: dict[str, Any] = {"name": volume.name, "mountPath": layout.absolute_path(volume.mount_path)}
+        if volume.read_only:
+            mount["readOnly"] = True
+        if volume.sub_path is not None:
+            mount["subPath"] = volume.sub_path
+        mounts.append(mount)
+        claim: dict[str, Any] = {"claimName": volume.claim}
+        if volume.read_only:
+            claim["readOnly"] = True
+        vols.append({"name": volume.name, "persistentVolumeClaim": claim})
     return mounts, vols
 
 

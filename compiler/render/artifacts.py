@@ -6,9 +6,19 @@ import hashlib
 
 from ..estimate import report as estimate_report
 from ..k8s.manifests import render_kubernetes
-from ..out_files import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT, package_texts
+from ..out_files import (
+    ACCELERATE_CONFIG,
+    DEEPSPEED_CONFIG,
+    DOCKERFILE,
+    MANIFEST,
+    PLAN,
+    RUNTIME_DIR,
+    TRAIN_SCRIPT,
+    package_texts,
+)
 from ..plan import Plan
 from . import configs, requirements
+from .dockerfile import dockerfile
 from .readme import readme
 from .text import comment_header, json_text, python_literal, render_template
 from .trainer_args import training_arguments
@@ -58,8 +68,11 @@ def render(plan: Plan) -> dict[str, str]:
     if ds is not None:
         files[DEEPSPEED_CONFIG] = json_text(ds)
     files.update(runtime_files())
+    bundle = dict(files)  # what the pods need (the ConfigMap of k8s/)
+    if plan.spec.kubernetes is not None:
+        files[DOCKERFILE] = dockerfile(plan, header)
     files["README.md"] = readme(plan, files)
-    files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))
+    files.update(render_kubernetes(plan, bundle))
     # `ftc estimate` at compile time (spec only, no local files): not needed by the job, so not in k8s/
     files[estimate_report.ESTIMATE_FILE] = json_text(estimate_report.artifact(plan))
     files[MANIFEST] = manifest(plan, files)
