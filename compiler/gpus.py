@@ -138,9 +138,12 @@ def gpu_product_values(label: str, gpu: str) -> tuple[str, ...]:
     return GPU_PRODUCT_VALUES.get(label, {}).get(gpu, ())
 
 
-def gpu_label(label: str | None, spot_provider: str) -> str:
-    """The node label that selects the GPU model: `label` when given, else the provisioner's."""
-    return label if label is not None else PROVIDER_GPU_LABELS[spot_provider]
+AUTO_LABEL = "auto"  # `kubernetes.gpu_product_label` value: the label of the spot provider's node provisioner
+
+
+def gpu_label(label: str, spot_provider: str) -> str:
+    """The node label that selects the GPU model: `label`, or the provisioner's one for `auto`."""
+    return PROVIDER_GPU_LABELS[spot_provider] if label == AUTO_LABEL else label
 
 
 def gpu_requirements(label: str, gpu: str, values: tuple[str, ...] | None = None

@@ -608,19 +608,15 @@ class Kubernetes:
 
     gpu_product_label: str | None
     """Node label that names the GPU model; the pods get a required node affinity for the values of `resources.gpu`
-    under it (`gpu_product_values`, or ftc's table for the labels it knows). null (the default): the label that
+    under it (`gpu_product_values`, or ftc's table for the labels it knows). `auto` (the default): the label that
     `spot_provider`'s node provisioner sets before a node exists, so that a GPU node pool can scale up from zero:
     karpenter.k8s.aws/instance-gpu-name (karpenter), node.kubernetes.io/instance-type (eks managed node groups, aks),
     cloud.google.com/gke-accelerator (gke), nvidia.com/gpu.product of NVIDIA GPU Feature Discovery (none: existing nodes
-    labelled by the GPU Operator)."""
+    labelled by the GPU Operator). null: no GPU model affinity; any node with a free `nvidia.com/gpu` runs the pods."""
 
     gpu_product_values: tuple[str, ...] | None
     """Values of `gpu_product_label` that mark nodes with `resources.gpu`; null uses ftc's table for the labels it knows
     (another label needs this list)."""
-
-    gpu_affinity: bool
-    """Require nodes with the GPU model of `resources.gpu` (a required node affinity, see `gpu_product_label`); false
-    leaves the choice of GPU node to the cluster."""
 
     workload_identity: WorkloadIdentity | None
     """Cloud identity of the pods (e.g. for S3/GCS/Azure Blob access of data, models and checkpointing.storage): the

@@ -104,7 +104,6 @@ def base_spec() -> dict[str, Any]:
             "training_runtime": "torch-distributed",
             "gpu_product_label": "nvidia.com/gpu.product",
             "gpu_product_values": None,
-            "gpu_affinity": True,
             "workload_identity": None,
         },
     }

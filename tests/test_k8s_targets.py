@@ -448,7 +448,7 @@ def test_gpu_product_affinity() -> None:
         "nvidia-h100-80gb", "nvidia-h100-mega-80gb"]
     assert terms(gpu_product_label="example.com/gpu", gpu_product_values=["h100"]) == [
         {"matchExpressions": [{"key": "example.com/gpu", "operator": "In", "values": ["h100"]}]}]
-    assert terms(gpu_affinity=False) is None
+    assert terms(gpu_product_label=None) is None
 
 
 def test_every_gpu_has_product_label_values() -> None:

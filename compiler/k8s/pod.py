@@ -136,7 +136,7 @@ def gpu_selection(plan: Plan) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """
     k8s = plan.spec.kubernetes
     assert k8s is not None
-    if not k8s.gpu_affinity:
+    if k8s.gpu_product_label is None:
         return ()
     label = gpu_label(k8s.gpu_product_label, k8s.spot_provider)
     values = None if k8s.gpu_product_values is None else tuple(k8s.gpu_product_values)
@@ -147,7 +147,7 @@ def gpu_selection(plan: Plan) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 def affinity(plan: Plan) -> dict[str, Any] | None:
-    """A required node affinity for the GPU model, or None when `gpu_affinity` is false."""
+    """A required node affinity for the GPU model, or None when `gpu_product_label` is null."""
     requirements = gpu_selection(plan)
     if not requirements:
         return None

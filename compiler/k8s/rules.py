@@ -12,7 +12,7 @@ from ..codes import Stage, codes_of
 from ..diagnostics import Diagnostic, error, pointer_join, warning
 from ..estimate import spec_only_estimate
 from ..estimate.storage import DISK_BYTES_PER_S, UPLOAD_BYTES_PER_S, StorageNeeds, storage_needs
-from ..gpus import gpu_label, gpu_requirements
+from ..gpus import AUTO_LABEL, gpu_label, gpu_requirements
 from ..plan import Plan
 from . import layout
 from .targets import minor, name_problem
@@ -79,13 +79,16 @@ def kubernetes_problems(plan: Plan) -> list[Diagnostic]:
     if problem is not None:
         out.append(error("E353", "/metadata/name", f"target {k8s.target}: {problem}",
                          hint="use a shorter metadata.name starting with a letter"))
-    label = gpu_label(k8s.gpu_product_label, k8s.spot_provider)
     gpu = spec.resources.gpu
-    if k8s.gpu_affinity and not gpu_requirements(label, gpu, k8s.gpu_product_values):
-        pointer = "/kubernetes/gpu_product_label" if k8s.gpu_product_label is not None else "/kubernetes/spot_provider"
-        out.append(error("E354", pointer, f"ftc knows no value of the node label {label} for {gpu}",
-                         hint="list the label's values for this GPU in kubernetes.gpu_product_values (with "
-                              "kubernetes.gpu_product_label), or set kubernetes.gpu_affinity: false"))
+    if k8s.gpu_product_label is not None:
+        label = gpu_label(k8s.gpu_product_label, k8s.spot_provider)
+        chosen = k8s.gpu_product_label != AUTO_LABEL
+        if not gpu_requirements(label, gpu, k8s.gpu_product_values):
+            out.append(error("E354", "/kubernetes/gpu_product_label" if chosen else "/kubernetes/spot_provider",
+                             f"ftc knows no value of the node label {label} for {gpu}",
+                             hint="list the label's values for this GPU in kubernetes.gpu_product_values (with "
+                                  "kubernetes.gpu_product_label), or set kubernetes.gpu_product_label: null for no "
+                                  "GPU model affinity"))
     out += mount_problems(plan)
     out += reachability_problems(plan)
     grace = k8s.grace_period_seconds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from ..gpus import AUTO_LABEL
 from ..k8s import layout
 from ..k8s.pod import ephemeral_storage_gib, gpu_selection
 from ..out_files import DOCKERFILE
@@ -69,7 +70,7 @@ def _kubernetes(plan: Plan) -> dict[str, object]:
     reads = [(pointer.strip("/").replace("/", "."), _source(plan, path, hub))
              for pointer, path, hub in layout.pod_reads(plan.spec)]
     selection = " and ".join(f"{_code(label)} in ({', '.join(values)})" for label, values in gpu_selection(plan))
-    if k8s.gpu_product_label is not None:
+    if k8s.gpu_product_label not in (None, AUTO_LABEL):
         why = "the label `kubernetes.gpu_product_label` names"
     elif k8s.spot_provider == "none":
         why = ("the label NVIDIA GPU Feature Discovery puts on GPU nodes once they run; a node autoscaler cannot "
