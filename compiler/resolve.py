@@ -50,7 +50,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
 
     data = spec["data"]
     validation = data["validation"]
-    if validation is not None and validation["format"] is None and validation["path"] is not None:
+    if validation is not None and validation["format"] is None and (validation["path"] or validation["hub"]) is not None:
         validation["format"] = data["train"]["format"]
     user_set_early_stopping = "early_stopping" in raw.get("training", {})
     if validation is None and not user_set_early_stopping:
