@@ -38,10 +38,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import datasets
+from filelock import FileLock
 
 from .errors import ConfigError
 from .formats import EMPTY, MALFORMED
 from .storage import BACKENDS, RemoteStore
+from .tokcache import cache_root
 
 SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 # Files that `datasets.save_to_disk` writes into the directory it saves (one split, or several).
@@ -267,3 +269,49 @@ def _hub_source(hub: Mapping[str, Any]) -> Source:
     # The fingerprint datasets gives the loaded split: it follows the resolved revision and data files.
     identity = {"hub": dict(hub), "fingerprint": loaded._fingerprint}
     return Source(label, identity, lambda: (loaded.to_list(), Counter()))
+
+
+# Models and tokenizers on object storage
+
+MODEL_MARKER = "ftc-download.json"
+
+
+def local_copy(uri: str, storage: Mapping[str, Any] | None, what: str) -> Path:
+    """A local copy of the directory at `uri` (s3:// or gs://), downloaded once into the cache.
+
+    The copy lives in `<cache>/models/<hash of uri>/` (cache: $FTC_CACHE_DIR, else $HF_HOME/ftc). Its
+    marker, written last, lists the objects with their sizes and ETags: a later start reuses the copy
+    while the objects are unchanged, and a download cut short is never used. One process downloads while
+    the others wait.
+    """
+    store = remote_store(uri, storage, what)
+    entries = remote_files(store)
+    if entries.keys() == {""}:
+        raise ConfigError(f"{what} {uri!r} is a single object; point to the directory (prefix) of the model")
+    listing = {"uri": store.uri, "files": {name: list(entries[name]) for name in sorted(entries)}}
+    base = cache_root() / "models"
+    target = base / hashlib.sha256(store.uri.encode()).hexdigest()[:32]
+    base.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(base / f"{target.name}.lock")):
+        try:
+            if json.loads((target / MODEL_MARKER).read_text(encoding="utf-8")) == listing:
+                return target
+        except (OSError, ValueError):
+            pass
+        staging = base / f".download-{target.name}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        for name in sorted(entries):
+            store.download_file(name, staging / name)
+        (staging / MODEL_MARKER).write_text(json.dumps(listing, indent=1, sort_keys=True) + "\n",
+                                            encoding="utf-8")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return target
+
+
+def model_location(source: str, storage: Mapping[str, Any] | None, what: str) -> str:
+    """`source` (a Hub id or local directory) as is; an s3:// or gs:// URI as its local copy (see local_copy)."""
+    if urlparse(source).scheme not in REMOTE_SCHEMES:
+        return source
+    local = local_copy(source, storage, what)
+    return str(local)
