@@ -6,6 +6,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from ftc.runtime import sources
 from ftc.runtime.errors import ConfigError, EnvironmentProblem
 from ftc.runtime.sources import local_copy, open_source, read_rows
 from ftc.runtime.storage import BACKENDS
+from runtime_plans import make_plan, render_train_script
 from s3_server import s3_client
 
 ALPACA = ("instruction", "input", "output")
@@ -157,3 +160,55 @@ def test_a_model_on_s3_is_downloaded_once_and_again_when_it_changes(tiny: Tiny, 
     assert sorted(downloads) == names and (copy / "config.json").read_bytes() == b"{}"
     with pytest.raises(ConfigError, match="single object"):
         local_copy(f"s3://{bucket}/models/tiny/config.json", storage, "model.name_or_path")
+
+
+def _run_script(plan: dict[str, Any], job: Path, cwd: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    script = render_train_script(plan, job)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "FTC_CACHE_DIR": str(cache)}
+    result = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def _metrics(out: Path) -> dict[str, Any]:
+    return dict(json.loads((out / "metrics.json").read_text(encoding="utf-8")))
+
+
+@pytest.mark.slow
+def test_training_from_s3_data_and_an_s3_model_then_a_second_start_reuses_the_tokenized_data(
+        tiny: Tiny, tmp_path: Path, s3_endpoint: str) -> None:
+    bucket = new_bucket_with(s3_endpoint, {"data/train.jsonl": tiny.alpaca.read_bytes()})
+    upload_tree(s3_endpoint, bucket, "models/tiny", tiny.model_dir)
+    store = {"endpoint_url": s3_endpoint, "region": None}
+    short = {"eval_every_steps": 2}
+    plan = make_plan(f"s3://{bucket}/models/tiny", f"s3://{bucket}/data/train.jsonl", tmp_path / "out",
+                     model={"storage": store}, data={"storage": store}, training={"max_steps": 4, **short},
+                     checkpointing={"every_steps": 2})
+    first = _run_script(plan, tmp_path / "job", tmp_path, tmp_path / "cache")
+    assert _metrics(tmp_path / "out")["global_step"] == 4
+    assert f"data: train s3://{bucket}/data/train.jsonl (alpaca): 400 rows" in first.stderr
+    assert "tokenized data: building" in first.stderr
+    assert "smoke generation from" in first.stderr  # the saved adapter loads onto the s3 model and generates
+    again = make_plan(f"s3://{bucket}/models/tiny", f"s3://{bucket}/data/train.jsonl", tmp_path / "again",
+                      model={"storage": store}, data={"storage": store}, training={"max_steps": 2, **short},
+                      checkpointing={"every_steps": 2})
+    second = _run_script(again, tmp_path / "job2", tmp_path, tmp_path / "cache")
+    assert "tokenized data: cache hit" in second.stderr and "tokenized data: building" not in second.stderr
+    assert "data: train s3://" not in second.stderr  # no row was read or tokenized
+    assert _metrics(tmp_path / "again")["rows"] == _metrics(tmp_path / "out")["rows"]
+
+
+@pytest.mark.slow
+def test_training_from_a_hub_data_set_with_csv_validation(tiny: Tiny, tmp_path: Path) -> None:
+    rows = _alpaca_rows(tiny)
+    repo = hub_repository(tmp_path / "repo", rows[:360], [])
+    _write_csv(tmp_path / "val.csv", rows[360:])
+    plan = make_plan(tiny.model_dir, "unused", tmp_path / "out",
+                     data={"train": {"path": None, "hub": {"id": str(repo)}}, "validation": {"fraction": None,
+                                                                                         "path": "val.csv"}},
+                     training={"max_steps": 2, "eval_every_steps": 2}, checkpointing={"every_steps": 2})
+    result = _run_script(plan, tmp_path / "job", tmp_path, tmp_path / "cache")
+    metrics = _metrics(tmp_path / "out")
+    assert metrics["global_step"] == 2 and metrics["rows"]["validation"] == 40
+    assert f"data: train hub:{repo}[train] (alpaca): 360 rows" in result.stderr
