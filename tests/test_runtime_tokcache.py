@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import Tiny
 from ftc.runtime import data as data_module
+from ftc.runtime import packing
 from ftc.runtime.data import PreparedData, prepare_data
 from runtime_plans import make_plan
 from s3_server import list_keys, new_bucket
@@ -145,3 +146,33 @@ def test_a_store_that_cannot_hold_the_cache_does_not_stop_the_run(tiny: Tiny, tm
         prepared = _prepare(make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out"), tokenizer, storage)
     assert len(tokenize_calls) == 1 and prepared.rows["train"] > 0
     assert "the bucket does not exist" in caplog.text
+
+
+def test_packs_of_cached_data_are_cached_too(tiny: Tiny, tmp_path: Path, tokenizer: Any,
+                                            monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FTC_CACHE_DIR", str(tmp_path / "cache"))
+    packs: list[int] = []
+    original = packing.pack_dataset
+
+    def counted(dataset: Any, capacity: int) -> Any:
+        packs.append(capacity)
+        return original(dataset, capacity)
+
+    monkeypatch.setattr(packing, "pack_dataset", counted)
+    plan = make_plan(tiny.model_dir, tiny.alpaca, tmp_path / "out", data={"packing": True})
+    spec = plan["spec"]
+
+    def pack() -> PreparedData:
+        # ZeRO-3 skips the probe that would run the model, so none is needed here.
+        return packing.pack_for_model(_prepare(plan, tokenizer), None, attention="sdpa", packing=True,
+                                      max_seq_length=spec["data"]["max_seq_length"], method=spec["method"],
+                                      deepspeed={"stage": 3})
+
+    with caplog.at_level(logging.INFO, logger="ftc"):
+        first = pack()
+        assert packs == [64, 64] and "packed data: building" in caplog.text
+        caplog.clear()
+        second = pack()
+    assert packs == [64, 64] and "packed data: cache hit" in caplog.text
+    assert second.packed and second.train["input_ids"] == first.train["input_ids"]
+    assert len(second.train) < second.rows["train"]  # several examples per sequence

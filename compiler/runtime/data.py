@@ -30,7 +30,7 @@ from .formats import (
     row_segments,
 )
 from .sources import Source, open_source
-from .tokcache import Splits, cached_splits, code_fingerprint, tokenizer_fingerprint
+from .tokcache import CacheRef, Splits, cached_splits, code_fingerprint, tokenizer_fingerprint
 
 LOG = logging.getLogger("ftc")
 IGNORE_INDEX = -100  # label of tokens without loss (the value transformers' losses ignore)
@@ -47,6 +47,7 @@ class PreparedData:
     skipped: dict[str, dict[str, int]]
     sample_prompt_ids: list[int]
     packed: bool = False
+    cache: CacheRef | None = None  # where the tokenized sets are cached (packs are cached beside them)
 
 
 def chat_renderer(tokenizer: PreTrainedTokenizerBase, template_name: str | None) -> ChatRenderer:
@@ -223,4 +224,5 @@ def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any],
         rows=rows,
         skipped=skipped,
         sample_prompt_ids=sample,
+        cache=CacheRef(splits.key, storage) if splits.key is not None else None,
     )

@@ -11,6 +11,9 @@ HF_HOME is the Hugging Face cache volume, `kubernetes.cache_pvc` when set). An e
 `validation/` (`datasets.save_to_disk`, loaded memory-mapped) and MARKER, written last; it is
 assembled in a hidden directory and renamed into place, so a half-written entry is never used.
 
+Packs (packing.py) of cached data are cached the same way, keyed by the tokenized entry's key and
+`max_seq_length`; the log then speaks of `packed data`.
+
 Processes: every process of a node asks for the data; a file lock lets one build (or download) the
 entry while the others wait, then all load it. With `checkpointing.storage` the builder also uploads the
 entry to `<uri>/ftc-cache/tokenized/<key>/` (MARKER last), and a node without it locally (a fresh or
@@ -54,6 +57,15 @@ class Splits:
     validation: datasets.Dataset | None
     summary: dict[str, Any]
     cached: bool = False  # loaded from an entry this call did not build
+    key: str | None = None  # the cache entry's key (None: not cached)
+
+
+@dataclass(frozen=True)
+class CacheRef:
+    """The cache entry data was loaded from, so that what is derived from it (packs) is cached beside it."""
+
+    key: str
+    storage: Mapping[str, Any] | None
 
 
 def cache_root() -> Path:
@@ -106,7 +118,7 @@ def _complete(entry: Path) -> dict[str, Any] | None:
 def _load(entry: Path, marker: Mapping[str, Any], cached: bool = True) -> Splits:
     train = datasets.load_from_disk(str(entry / "train"))
     validation = datasets.load_from_disk(str(entry / "validation")) if marker["validation"] else None
-    return Splits(train, validation, dict(marker["summary"]), cached)
+    return Splits(train, validation, dict(marker["summary"]), cached, entry.name)
 
 
 def _files(directory: Path) -> dict[str, int]:
@@ -149,62 +161,62 @@ def _download(store: RemoteStore, key: str, entry: Path) -> dict[str, Any] | Non
     return dict(marker)
 
 
-def _upload(store: RemoteStore, key: str, entry: Path, marker: Mapping[str, Any]) -> None:
+def _upload(store: RemoteStore, key: str, entry: Path, marker: Mapping[str, Any], what: str) -> None:
     prefix = f"{REMOTE_PREFIX}/{key}"
     if f"{prefix}/{MARKER}" in store.listing(prefix):
         return  # another node uploaded it already
     for name in sorted(marker["files"]):
         store.upload_file(entry / name, f"{prefix}/{name}")
     store.upload_file(entry / MARKER, f"{prefix}/{MARKER}")
-    LOG.info("tokenized data: uploaded to %s", store.url(prefix))
+    LOG.info("%s: uploaded to %s", what, store.url(prefix))
 
 
-def _store(storage: Mapping[str, Any] | None) -> RemoteStore | None:
+def _store(storage: Mapping[str, Any] | None, what: str) -> RemoteStore | None:
     try:
         return RemoteStore.from_storage(storage)
     except STORE_ERRORS as error:
-        LOG.warning("tokenized data: the checkpoint storage cannot hold the cache (%s)", error)
+        LOG.warning("%s: the checkpoint storage cannot hold the cache (%s)", what, error)
         return None
 
 
 def cached_splits(key_parts: Mapping[str, Any], build: Callable[[], Splits],
-                  storage: Mapping[str, Any] | None = None, root: Path | None = None) -> Splits:
+                  storage: Mapping[str, Any] | None = None, what: str = "tokenized data") -> Splits:
     """The splits of the cache entry for `key_parts`, built with `build` only when neither this node nor
     `storage` (the spec's `checkpointing.storage`) has it. One process per node builds; the others wait.
+    `what` names the data in the log (`<what>: cache hit` or `<what>: building`).
     """
     key = fingerprint(key_parts)
-    base = (root or cache_root()) / "tokenized"
+    base = cache_root() / "tokenized"
     entry = base / key
     marker = _complete(entry)
     if marker is not None:
-        LOG.info("tokenized data: cache hit (%s)", entry)
+        LOG.info("%s: cache hit (%s)", what, entry)
         return _load(entry, marker)
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        LOG.warning("tokenized data: building without a cache (%s is not writable: %s)", base, error)
+        LOG.warning("%s: building without a cache (%s is not writable: %s)", what, base, error)
         return build()
     with FileLock(str(base / f"{key}.lock")):
         marker = _complete(entry)
         if marker is not None:
-            LOG.info("tokenized data: cache hit (%s, built by another process)", entry)
+            LOG.info("%s: cache hit (%s, built by another process)", what, entry)
             return _load(entry, marker)
-        store = _store(storage)
+        store = _store(storage, what)
         if store is not None:
             try:
                 marker = _download(store, key, entry)
             except STORE_ERRORS as error:
-                LOG.warning("tokenized data: downloading the cache failed (%s); tokenizing here", error)
+                LOG.warning("%s: downloading the cache failed (%s); building it here", what, error)
             if marker is not None:
-                LOG.info("tokenized data: cache hit (downloaded from %s into %s)",
-                         store.url(f"{REMOTE_PREFIX}/{key}"), entry)
+                LOG.info("%s: cache hit (downloaded from %s into %s)", what, store.url(f"{REMOTE_PREFIX}/{key}"),
+                         entry)
                 return _load(entry, marker)
-        LOG.info("tokenized data: building (%s)", entry)
+        LOG.info("%s: building (%s)", what, entry)
         marker = _write(entry, key, build())
         if store is not None:
             try:
-                _upload(store, key, entry, marker)
+                _upload(store, key, entry, marker, what)
             except STORE_ERRORS as error:
-                LOG.warning("tokenized data: uploading the cache failed (%s); other nodes tokenize themselves",
-                            error)
+                LOG.warning("%s: uploading the cache failed (%s); other nodes build it themselves", what, error)
     return _load(entry, marker, cached=False)
