@@ -9,6 +9,7 @@ the tests.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -340,14 +341,58 @@ def validation_shape(ctx: Context) -> Iterator[Diagnostic]:
     validation = ctx.spec.data.validation
     if validation is None:
         return
-    given = [k for k in ("fraction", "path") if getattr(validation, k) is not None]
+    given = [k for k in ("fraction", "path", "hub") if getattr(validation, k) is not None]
     if len(given) != 1:
         yield ctx.error("E313", "/data/validation",
-                        "data.validation needs exactly one of 'fraction' and 'path'"
-                        + (", not both" if given else ""),
+                        "data.validation needs exactly one of 'fraction', 'path' and 'hub'"
+                        + (f", not {' and '.join(given)}" if given else ""),
                         "e.g. validation: {fraction: 0.1}  or  validation: {path: data/val.jsonl}")
-    if validation.format is not None and validation.path is None:
-        yield ctx.error("E313", "/data/validation/format", "validation.format applies only to validation.path")
+    if validation.format is not None and validation.path is None and validation.hub is None:
+        yield ctx.error("E313", "/data/validation/format",
+                        "validation.format applies only to validation.path or validation.hub")
+
+
+@rule("E335")
+def data_source_shape(ctx: Context) -> Iterator[Diagnostic]:
+    train = ctx.spec.data.train
+    if (train.path is None) == (train.hub is None):
+        yield ctx.error("E335", "/data/train",
+                        "data.train needs exactly one of 'path' and 'hub'" + (", not both" if train.path else ""),
+                        "e.g. train: {path: data/train.jsonl}  or  train: {hub: {id: tatsu-lab/alpaca}}")
+
+
+# E336: schemes a data or model location may use besides a local path (read through fsspec).
+SOURCE_SCHEMES = ("s3", "gs")
+
+
+def _uri_problem(value: str) -> str | None:
+    """What is wrong with `value` as a URI of object storage; None for a usable URI or a plain path."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return None
+    if scheme not in SOURCE_SCHEMES:
+        return f"{value!r}: {scheme}:// is not a supported source (use a local path, s3:// or gs://)"
+    bucket = rest.split("/", 1)[0]
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,254}", bucket):
+        return f"{value!r}: {bucket!r} is not a bucket name"
+    return None
+
+
+@rule("E336")
+def source_uris(ctx: Context) -> Iterator[Diagnostic]:
+    spec = ctx.spec
+    validation = spec.data.validation
+    locations = {
+        "/data/train/path": spec.data.train.path,
+        "/data/validation/path": validation.path if validation is not None else None,
+        "/model/name_or_path": spec.model.name_or_path,
+        "/model/tokenizer": spec.model.tokenizer,
+    }
+    for pointer, value in locations.items():
+        problem = _uri_problem(value) if value is not None else None
+        if problem is not None:
+            hint = "a Hugging Face Hub data set goes under 'hub: {id: ...}'" if pointer.startswith("/data") else None
+            yield ctx.error("E336", pointer, problem, hint)
 
 
 @rule("E314")

@@ -13,9 +13,9 @@ import os
 _JSON_LIMIT = 64 << 20  # parsing a larger .json file just to count it is not worth the time
 
 
-def count_rows(path: str) -> int | None:
-    """Number of rows in a local .jsonl/.json file, or None when it cannot be counted here."""
-    if not os.path.isfile(path):
+def count_rows(path: str | None) -> int | None:
+    """Number of rows in a local .jsonl/.json file, or None when it cannot be counted here (or there is no path)."""
+    if path is None or not os.path.isfile(path):
         return None
     lower = path.lower()
     try:

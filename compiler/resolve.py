@@ -50,7 +50,8 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
 
     data = spec["data"]
     validation = data["validation"]
-    if validation is not None and validation["format"] is None and validation["path"] is not None:
+    separate = validation is not None and (validation["path"] is not None or validation["hub"] is not None)
+    if separate and validation["format"] is None:
         validation["format"] = data["train"]["format"]
     user_set_early_stopping = "early_stopping" in raw.get("training", {})
     if validation is None and not user_set_early_stopping:

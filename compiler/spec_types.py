@@ -30,6 +30,19 @@ class Metadata:
 
 
 @dataclass(frozen=True)
+class ObjectStore:
+    """Endpoint and region of the object store for s3:// sources; null: from the environment (AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL, AWS_REGION). Credentials come from the environment or the pod identity, never from the spec."""
+
+    endpoint_url: str | None
+    """Endpoint of an S3-compatible store (MinIO, R2, ...); null uses AWS (or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+    from the environment)."""
+
+    region: str | None
+    """Bucket region; null takes it from the environment (AWS_REGION)."""
+
+
+@dataclass(frozen=True)
 class Architecture:
     """Shape of the model for `ftc estimate` (a Llama-style block is assumed); when set it is used as given. null: read
     config.json of a local model directory (`ftc estimate` only) or look the name up in the built-in catalog."""
@@ -61,14 +74,19 @@ class Model:
     """The base model to fine-tune."""
 
     name_or_path: str
-    """Hugging Face Hub id or local directory of the base model. Only the runtime reads it; relative paths are resolved
-    against the working directory of the training process."""
+    """Hugging Face Hub id, local directory, or s3:// / gs:// URI of a directory holding the base model. Only the
+    runtime reads it: an object-store model is downloaded once into the cache ($FTC_CACHE_DIR, else $HF_HOME/ftc) and
+    loaded from there; relative paths are resolved against the working directory of the training process."""
 
     revision: str | None
     """Hub revision (branch, tag or commit) to load; null for the default branch."""
 
     tokenizer: str | None
-    """Tokenizer id or directory; null uses `name_or_path`."""
+    """Tokenizer id, directory or s3:// / gs:// URI; null uses `name_or_path`."""
+
+    storage: ObjectStore | None
+    """Endpoint and region of the object store for s3:// sources; null: from the environment (AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL, AWS_REGION). Credentials come from the environment or the pod identity, never from the spec."""
 
     trust_remote_code: bool
     """Allow model code from the Hub to run (transformers `trust_remote_code`)."""
@@ -192,12 +210,39 @@ class Method:
 
 
 @dataclass(frozen=True)
+class HubDataset:
+    """A data set on the Hugging Face Hub instead of a `path`, read with `datasets.load_dataset(id, subset, split=split,
+    revision=revision)`. HF_TOKEN gives access to private and gated sets; HF_DATASETS_OFFLINE=1 reads only the local
+    Hugging Face cache."""
+
+    id: str
+    """Hub id of the data set (`org/name`), or a local directory laid out as a Hub data set repository."""
+
+    subset: str | None
+    """Configuration (subset) name; null for the data set's default."""
+
+    split: str
+    """Split to read (a slice such as `train[:10%]` works too)."""
+
+    revision: str | None
+    """Branch, tag or commit of the data set repository; null for the default branch. A commit pins the data, and with
+    it the tokenized-data cache."""
+
+
+@dataclass(frozen=True)
 class DataSource:
     """The training set."""
 
-    path: str
-    """A .jsonl, .json or .parquet file, or a directory saved with `datasets.save_to_disk`. Relative paths are resolved
-    against the working directory."""
+    path: str | None
+    """A local .jsonl, .json, .parquet or .csv file, a directory of such files or one saved with
+    `datasets.save_to_disk`, or the same on object storage: an s3:// or gs:// URI of a file or a prefix (s3:// needs
+    s3fs, gs:// gcsfs; see `data.storage`). Relative paths are resolved against the working directory. null: read `hub`
+    instead."""
+
+    hub: HubDataset | None
+    """A data set on the Hugging Face Hub instead of a `path`, read with `datasets.load_dataset(id, subset, split=split,
+    revision=revision)`. HF_TOKEN gives access to private and gated sets; HF_DATASETS_OFFLINE=1 reads only the local
+    Hugging Face cache."""
 
     format: str
     """Row layout: `alpaca` (instruction, input, output), `chat` (messages with role and content), `completion` (prompt,
@@ -209,17 +254,22 @@ class DataSource:
 
 @dataclass(frozen=True)
 class Validation:
-    """Validation data: a `fraction` of the training rows held out, or a separate file at `path`. null disables
-    evaluation."""
+    """Validation data: a `fraction` of the training rows held out, or a separate source at `path` (same kinds as
+    data.train.path) or `hub`. null disables evaluation."""
 
     fraction: float | None
     """Share of the training rows held out for validation."""
 
     path: str | None
-    """A separate validation file (same formats as the training file)."""
+    """A separate validation source (same kinds as data.train.path)."""
+
+    hub: HubDataset | None
+    """A data set on the Hugging Face Hub instead of a `path`, read with `datasets.load_dataset(id, subset, split=split,
+    revision=revision)`. HF_TOKEN gives access to private and gated sets; HF_DATASETS_OFFLINE=1 reads only the local
+    Hugging Face cache."""
 
     format: str | None
-    """Row layout of `path`; null: same as the training file."""
+    """Row layout of `path` or `hub`; null: same as the training data."""
 
 
 @dataclass(frozen=True)
@@ -230,8 +280,12 @@ class Data:
     """The training set."""
 
     validation: Validation | None
-    """Validation data: a `fraction` of the training rows held out, or a separate file at `path`. null disables
-    evaluation."""
+    """Validation data: a `fraction` of the training rows held out, or a separate source at `path` (same kinds as
+    data.train.path) or `hub`. null disables evaluation."""
+
+    storage: ObjectStore | None
+    """Endpoint and region of the object store for s3:// sources; null: from the environment (AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL, AWS_REGION). Credentials come from the environment or the pod identity, never from the spec."""
 
     max_seq_length: int
     """Longest tokenized example (or packed sequence); longer rows are counted and skipped."""

@@ -141,11 +141,13 @@ MAIN: dict[str, Any] = {
     "kind": "FineTune",
     "metadata": {"name": "hostile-base", "labels": {"label-key-1": "label-value-1"},
                  "annotations": {"annotation-key-1": "annotation-value-1"}},
-    "model": {"name_or_path": "model-name-1", "revision": "revision-1", "tokenizer": "tokenizer-1"},
+    "model": {"name_or_path": "model-name-1", "revision": "revision-1", "tokenizer": "tokenizer-1",
+              "storage": {"endpoint_url": "https://model-endpoint-1.example", "region": "region-2"}},
     "method": {"type": "lora", "lora": {"target_modules": ["module-1"], "modules_to_save": ["saved-module-1"],
                                         "bias": "none"}},
     "data": {"train": {"path": "/data/train-path-1.jsonl", "format": "chat", "chat_template": "chatml"},
-             "validation": {"path": "/data/validation-path-1.jsonl", "format": "chat"}, "num_examples": 5000},
+             "validation": {"path": "/data/validation-path-1.jsonl", "format": "chat"}, "num_examples": 5000,
+             "storage": {"endpoint_url": "https://data-endpoint-1.example", "region": "region-3"}},
     "training": {"early_stopping": {"patience": 3, "metric": "eval_metric_1"}, "optimizer": "adamw_torch",
                  "lr_scheduler": "cosine", "precision": "bf16"},
     "performance": {"attention": "sdpa", "deepspeed": {"stage": 2, "offload_optimizer": "cpu",
@@ -172,6 +174,11 @@ BASELINES: dict[str, dict[str, Any]] = {
                               "quantization": {"bits": 4, "quant_type": "nf4", "compute_dtype": "bf16"}}),
     "prompt": _variant(method={"type": "prompt_tuning", "prompt": {"init_text": "init-text-1",
                                                                      "encoder_type": "MLP"}}),
+    "hub": _variant(data={
+        "train": {"hub": {"id": "org-1/dataset-1", "subset": "subset-1", "split": "split-1",
+                          "revision": "data-revision-1"}, "format": "chat", "chat_template": "chatml"},
+        "validation": {"hub": {"id": "org-1/dataset-2", "subset": "subset-2", "split": "split-2",
+                               "revision": "data-revision-2"}, "format": "chat"}, "num_examples": 5000}),
     "adapter": _variant(method={"type": "adapter", "adapter": {
         "kind": "ia3", "target_modules": ["adapter-module-1", "ff-module-1"], "feedforward_modules": ["ff-module-1"]}}),
 }

@@ -27,3 +27,17 @@ def test_the_spot_section_snippet_compiles_into_a_plan_with_remote_storage() -> 
     checkpointing = result.plan.spec.checkpointing
     assert checkpointing.storage is not None and checkpointing.storage.uri.startswith("s3://")
     assert checkpointing.resume == "auto" and result.plan.spec.resources.spot
+
+
+def test_the_data_sources_snippet_compiles_with_object_store_and_hub_sources() -> None:
+    blocks = _yaml_blocks("Where data and models come from")
+    assert len(blocks) == 1
+    fragment = yaml.safe_load(blocks[0])
+    merged = deep_merge(BASE, fragment)
+    merged["data"]["train"] = fragment["data"]["train"]  # in place of the base spec's path
+    result = plan_of(merged)
+    assert result.plan is not None, codes(result)
+    data = result.plan.spec.data
+    assert data.train.path is None and data.train.hub is not None and data.train.hub.id == "tatsu-lab/alpaca"
+    assert data.validation is not None and data.validation.path == "s3://datasets/alpaca/val.jsonl"
+    assert result.plan.spec.model.name_or_path.startswith("s3://")

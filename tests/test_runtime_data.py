@@ -10,7 +10,7 @@ from typing import Any
 import datasets
 import pytest
 from conftest import Tiny
-from ftc.runtime.data import IGNORE_INDEX, read_rows, tokenize_rows
+from ftc.runtime.data import IGNORE_INDEX, tokenize_rows
 from ftc.runtime.errors import ConfigError
 from ftc.runtime.formats import (
     ALPACA_PROMPT,
@@ -19,6 +19,7 @@ from ftc.runtime.formats import (
     chat_segments,
     row_segments,
 )
+from ftc.runtime.sources import read_rows
 from runtime_plans import make_plan, prepare_planned_data
 
 
@@ -190,9 +191,9 @@ def test_json_parquet_and_saved_dataset_read_the_same_rows(tiny: Tiny, tmp_path:
 def test_missing_or_unknown_data_files_are_config_errors(tiny: Tiny, tmp_path: Path, tokenizer: Any) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         read_rows(str(tmp_path / "nope.jsonl"))
-    (tmp_path / "rows.csv").write_text("a,b\n", encoding="utf-8")
+    (tmp_path / "rows.txt").write_text("a,b\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="use a .jsonl"):
-        read_rows(str(tmp_path / "rows.csv"))
+        read_rows(str(tmp_path / "rows.txt"))
     empty = _write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "x", "output": ""}])
     with pytest.raises(ConfigError, match="no usable training rows"):
         prepare_planned_data(make_plan(tiny.model_dir, empty, tmp_path / "out"), tokenizer)

@@ -128,6 +128,23 @@ def test_a_missing_bucket_is_a_config_error(s3_endpoint: str) -> None:
         store.checkpoints(1)
 
 
+def test_entries_of_a_file_and_of_a_prefix_carry_sizes_and_etags(s3_endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(s3_endpoint)
+    store = RemoteStore(f"s3://{bucket}/p", s3_endpoint, retry=FAST)
+    store.write("a.jsonl", b"{}\n")
+    store.write("sub/b.jsonl", b"{}\n{}\n")
+    entries = store.entries()
+    assert {name: size for name, (size, _) in entries.items()} == {"a.jsonl": 3, "sub/b.jsonl": 6}
+    etags = {name: etag for name, (_, etag) in entries.items()}
+    assert all(etags.values()) and etags["a.jsonl"] != etags["sub/b.jsonl"]
+    single = RemoteStore(f"s3://{bucket}/p/a.jsonl", s3_endpoint, retry=FAST).entries()
+    assert single == {"": entries["a.jsonl"]}
+    with pytest.raises(FileNotFoundError):
+        RemoteStore(f"s3://{bucket}/nothing", s3_endpoint, retry=FAST).entries()
+    with pytest.raises(ConfigError, match="^data path: the bucket does not exist"):
+        RemoteStore("s3://no-such-bucket-ftc/p", s3_endpoint, retry=FAST, what="data path").entries()
+
+
 def test_an_unreachable_store_is_retried_then_reported(tmp_path: Path) -> None:
     from s3_server import free_port
 

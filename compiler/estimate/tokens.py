@@ -85,9 +85,9 @@ def _count_lines(path: str) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-def measure_file(path: str, fmt: str) -> DataSize | None:
-    """Rows and token lengths of a local .jsonl/.json file; None when it cannot be read here."""
-    if not os.path.isfile(path):
+def measure_file(path: str | None, fmt: str) -> DataSize | None:
+    """Rows and token lengths of a local .jsonl/.json file; None when it cannot be read here (or there is no path)."""
+    if path is None or not os.path.isfile(path):
         return None
     lower = path.lower()
     try:

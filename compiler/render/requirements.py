@@ -22,7 +22,7 @@ PINS = {
     "s3fs": "==2026.9.0",
     "gcsfs": ">=2024.6",
 }
-# The fsspec implementation that checkpointing.storage needs, by URI scheme (file:// needs none).
+# The fsspec implementation of each object-store URI scheme (file:// needs none).
 STORAGE_PACKAGES = {"s3": "s3fs", "gs": "gcsfs"}
 
 
@@ -40,8 +40,14 @@ def packages(plan: Plan) -> list[str]:
     if spec.performance.liger_kernel:
         names.append("liger-kernel")
     storage = spec.checkpointing.storage
-    if storage is not None and storage.uri.split("://")[0] in STORAGE_PACKAGES:
-        names.append(STORAGE_PACKAGES[storage.uri.split("://")[0]])
+    validation = spec.data.validation
+    # Every location read or written through fsspec: checkpoints, data and the model (a Hub id has no scheme).
+    locations = [storage.uri if storage is not None else None, spec.data.train.path,
+                 validation.path if validation is not None else None, spec.model.name_or_path, spec.model.tokenizer]
+    for location in locations:
+        package = STORAGE_PACKAGES.get(location.split("://")[0]) if location and "://" in location else None
+        if package is not None and package not in names:
+            names.append(package)
     return [f"{name}{PINS[name]}" for name in names]
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -23,7 +21,6 @@ from .errors import ConfigError
 from .formats import (
     CHAT_TEMPLATES,
     EMPTY,
-    MALFORMED,
     SKIP_REASONS,
     TOO_LONG,
     ChatRenderer,
@@ -32,6 +29,8 @@ from .formats import (
     TemplateNotIncrementalError,
     row_segments,
 )
+from .sources import Source, open_source
+from .tokcache import CacheRef, Splits, cached_splits, code_fingerprint, tokenizer_fingerprint
 
 LOG = logging.getLogger("ftc")
 IGNORE_INDEX = -100  # label of tokens without loss (the value transformers' losses ignore)
@@ -48,54 +47,7 @@ class PreparedData:
     skipped: dict[str, dict[str, int]]
     sample_prompt_ids: list[int]
     packed: bool = False
-
-
-def read_rows(path: str) -> tuple[list[Any], Counter[str]]:
-    """Rows of a .jsonl/.json/.parquet file or a `save_to_disk` directory, and the lines that are not rows."""
-    source = Path(path)
-    if not source.exists():
-        raise ConfigError(f"data file {path!r} does not exist "
-                          f"(relative paths are resolved against {os.getcwd()})")
-    if source.is_dir():
-        loaded = datasets.load_from_disk(str(source))
-        if isinstance(loaded, datasets.DatasetDict):
-            if len(loaded) != 1:
-                raise ConfigError(f"{path!r} holds the splits {sorted(loaded)}; "
-                                  "save only the split to train on")
-            loaded = next(iter(loaded.values()))
-        return loaded.to_list(), Counter()
-    suffix = source.suffix.lower()
-    if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(source)).to_list(), Counter()
-    if suffix in (".jsonl", ".json"):
-        return _read_json(source)
-    raise ConfigError(f"data file {path!r}: use a .jsonl, .json or .parquet file or a save_to_disk directory")
-
-
-def _read_json(source: Path) -> tuple[list[Any], Counter[str]]:
-    # Parsed here rather than with datasets' json loader: that loader aborts the whole load on one bad
-    # line and fails on rows whose fields change type, where ftc counts such rows and goes on.
-    text = source.read_text(encoding="utf-8")
-    if source.suffix.lower() == ".json":
-        try:
-            whole = json.loads(text)
-        except json.JSONDecodeError:
-            whole = None  # not one JSON document: read it as JSON lines
-        if isinstance(whole, list):
-            return whole, Counter()
-        if whole is not None:
-            raise ConfigError(f"{source}: expected a JSON array of rows, got {type(whole).__name__}")
-    rows: list[Any] = []
-    problems: Counter[str] = Counter()
-    for line in text.splitlines():
-        if not line.strip():
-            problems[EMPTY] += 1
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            problems[MALFORMED] += 1
-    return rows, problems
+    cache: CacheRef | None = None  # where the tokenized sets are cached (packs are cached beside them)
 
 
 def chat_renderer(tokenizer: PreTrainedTokenizerBase, template_name: str | None) -> ChatRenderer:
@@ -178,9 +130,9 @@ def _counts(counter: Counter[str]) -> dict[str, int]:
     return {reason: int(counter.get(reason, 0)) for reason in SKIP_REASONS}
 
 
-def _load_split(what: str, path: str, fmt: str, tokenizer: PreTrainedTokenizerBase, data: Mapping[str, Any],
+def _load_split(what: str, source: Source, fmt: str, tokenizer: PreTrainedTokenizerBase, data: Mapping[str, Any],
                 chat_template: str | None) -> Tokenized:
-    rows, problems = read_rows(path)
+    rows, problems = source.read()
     tokenized = tokenize_rows(rows, fmt, tokenizer, max_seq_length=data["max_seq_length"],
                               train_on_inputs=data["train_on_inputs"], chat_template=chat_template)
     tokenized.skipped.update(problems)
@@ -188,7 +140,7 @@ def _load_split(what: str, path: str, fmt: str, tokenizer: PreTrainedTokenizerBa
     skipped = _counts(tokenized.skipped)
     used = len(tokenized.input_ids)
     log = LOG.warning if sum(skipped.values()) else LOG.info
-    log("data: %s %s (%s): %d rows, %d used, skipped %d (%s)", what, path, fmt, total, used,
+    log("data: %s %s (%s): %d rows, %d used, skipped %d (%s)", what, source.label, fmt, total, used,
         sum(skipped.values()), ", ".join(f"{k}={v}" for k, v in skipped.items()))
     return tokenized
 
@@ -205,27 +157,33 @@ def _sample_prompt(example: Mapping[str, Any]) -> list[int]:
     return list(ids[:length])
 
 
-def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any], seed: int) -> PreparedData:
-    """Tokenized training and validation sets of the spec's `data` section.
+def _sources(data: Mapping[str, Any]) -> dict[str, Source]:
+    """The training source and, when validation rows come from elsewhere, the validation source."""
+    sources = {"train": open_source(data["train"], data["storage"])}
+    settings = data["validation"]
+    if settings is not None and (settings["path"] is not None or settings["hub"] is not None):
+        sources["validation"] = open_source(settings, data["storage"])
+    return sources
 
-    Validation comes from a separate file or is split off the training rows, seeded with `seed`
-    (`training.seed`).
-    """
+
+def _tokenize_splits(tokenizer: PreTrainedTokenizerBase, data: Mapping[str, Any], seed: int,
+                     sources: Mapping[str, Source]) -> Splits:
+    """Tokenize the sources; validation rows come from their own source or are split off the training rows."""
     train_spec = data["train"]
-    tokenized = _load_split("train", train_spec["path"], train_spec["format"], tokenizer, data,
+    tokenized = _load_split("train", sources["train"], train_spec["format"], tokenizer, data,
                             train_spec["chat_template"])
     skipped = {"train": _counts(tokenized.skipped), "validation": _counts(Counter())}
     if not tokenized.input_ids:
-        raise ConfigError(f"no usable training rows in {train_spec['path']!r} (skipped: {skipped['train']})")
+        raise ConfigError(f"no usable training rows in {sources['train'].label!r} (skipped: {skipped['train']})")
     train = _dataset(tokenized)
     validation = None
     settings = data["validation"]
-    if settings is not None and settings["path"] is not None:
-        val_tokens = _load_split("validation", settings["path"], settings["format"] or train_spec["format"],
+    if "validation" in sources:
+        val_tokens = _load_split("validation", sources["validation"], settings["format"] or train_spec["format"],
                                  tokenizer, data, train_spec["chat_template"])
         skipped["validation"] = _counts(val_tokens.skipped)
         if not val_tokens.input_ids:
-            raise ConfigError(f"no usable validation rows in {settings['path']!r}")
+            raise ConfigError(f"no usable validation rows in {sources['validation'].label!r}")
         validation = _dataset(val_tokens)
     elif settings is not None:
         held_out = max(1, round(settings["fraction"] * len(train)))
@@ -234,6 +192,28 @@ def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any],
                               "leaves no training rows")
         split = train.train_test_split(test_size=held_out, seed=seed)
         train, validation = split["train"], split["test"]
+    return Splits(train, validation, {"skipped": skipped})
+
+
+def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any], seed: int, cache: bool = False,
+                 storage: Mapping[str, Any] | None = None) -> PreparedData:
+    """Tokenized training and validation sets of the spec's `data` section.
+
+    Validation comes from a separate source or is split off the training rows, seeded with `seed`
+    (`training.seed`). With `cache`, the tokenized sets are reused from the tokenized-data cache when
+    nothing they depend on changed (see tokcache.py); `storage` (`checkpointing.storage`) shares that
+    cache between nodes.
+    """
+    sources = _sources(data)
+    if cache:
+        key = {"sources": {name: source.identity for name, source in sources.items()},
+               "tokenizer": tokenizer_fingerprint(tokenizer), "data": data, "seed": seed, "code": code_fingerprint()}
+        splits = cached_splits(key, lambda: _tokenize_splits(tokenizer, data, seed, sources), storage)
+    else:
+        splits = _tokenize_splits(tokenizer, data, seed, sources)
+    train, validation, skipped = splits.train, splits.validation, splits.summary["skipped"]
+    if splits.cached:
+        LOG.info("data: skipped rows (from the cache): %s", json.dumps(skipped, sort_keys=True))
     sample = _sample_prompt((validation if validation is not None else train)[0])
     rows = {"train": len(train), "validation": len(validation) if validation is not None else 0}
     LOG.info("data: %d training and %d validation examples", rows["train"], rows["validation"])
@@ -244,4 +224,5 @@ def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any],
         rows=rows,
         skipped=skipped,
         sample_prompt_ids=sample,
+        cache=CacheRef(splits.key, storage) if splits.key is not None else None,
     )

@@ -24,7 +24,8 @@ Outside it (`OUT`), because changing them leaves the weights of every step as th
 - kernels that compute the same function: `performance.attention`, `liger_kernel`, `torch_compile`,
   and `training.gradient_checkpointing` (recomputation, same gradients);
 - `model.architecture`, `model.trust_remote_code`, `data.num_examples`, `data.avg_tokens_per_example`
-  (hints for estimates and a permission, not inputs of training);
+  (hints for estimates and a permission, not inputs of training), `model.storage` and `data.storage`
+  (how the object store is reached, not what is read from it);
 - the length, `training.max_steps` / `training.epochs`: it is recorded next to the identity (LENGTH).
   A longer run extends a finished or interrupted one (with a decaying schedule the steps already
   trained keep the shorter schedule's learning rates); a shorter one than what was trained is refused.
@@ -61,7 +62,7 @@ LENGTH = ("spec.training.max_steps", "spec.training.epochs")
 OUT = (
     "spec.apiVersion", "spec.kind", "spec.metadata", "spec.kubernetes", "spec.monitoring", "spec.output",
     "spec.checkpointing",
-    "spec.model.architecture", "spec.model.trust_remote_code",
+    "spec.model.architecture", "spec.model.trust_remote_code", "spec.model.storage", "spec.data.storage",
     "spec.data.num_examples", "spec.data.avg_tokens_per_example",
     "spec.training.logging_steps", "spec.training.eval_every_steps", "spec.training.gradient_checkpointing",
     "spec.performance.attention", "spec.performance.liger_kernel", "spec.performance.torch_compile",

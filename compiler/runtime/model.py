@@ -23,12 +23,24 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from .errors import ConfigError, EnvironmentProblem
+from .sources import model_location
 
 LOG = logging.getLogger("ftc")
 
 DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
                                      "bf16-pure": torch.bfloat16}
 T = TypeVar("T")
+
+
+def _locate(source: str, model: Mapping[str, Any], what: str) -> str:
+    """Where to load `source` from: an s3:// or gs:// URI as its local copy (downloaded once into the cache,
+    with `model.storage`'s endpoint and region), anything else as given, once `_check_local` accepts it."""
+    located = model_location(source, model.get("storage"), what)
+    if located == source:
+        _check_local(source, what)
+    else:
+        LOG.info("%s: %s from its local copy %s", what, source, located)
+    return located
 
 
 def _check_local(source: str, what: str) -> None:
@@ -98,8 +110,7 @@ def load_tokenizer(*, model: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     """
     source = model["tokenizer"] or model["name_or_path"]
     what = "model.tokenizer" if model["tokenizer"] else "model.name_or_path"
-    _check_local(source, what)
-    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, source, what,
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, _locate(source, model, what), what,
                                  revision=model["revision"] if model["tokenizer"] is None else None,
                                  trust_remote_code=model["trust_remote_code"])
     if tokenizer.pad_token is None:
@@ -195,7 +206,7 @@ def load_model(*, model: Mapping[str, Any], method: Mapping[str, Any], precision
     per `method.quantization` unless `quantize` is False.
     """
     source = model["name_or_path"]
-    _check_local(source, "model.name_or_path")
+    location = _locate(source, model, "model.name_or_path")
     kwargs: dict[str, Any] = {
         "revision": model["revision"],
         "trust_remote_code": model["trust_remote_code"],
@@ -209,7 +220,7 @@ def load_model(*, model: Mapping[str, Any], method: Mapping[str, Any], precision
             # bitsandbytes quantizes while loading onto the device; each process loads onto its own GPU.
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     _zero3_communication()
-    loaded = _from_pretrained(AutoModelForCausalLM.from_pretrained, source, "model.name_or_path", **kwargs)
+    loaded = _from_pretrained(AutoModelForCausalLM.from_pretrained, location, "model.name_or_path", **kwargs)
     loaded.config.use_cache = False  # no KV cache while training (the smoke check turns it back on)
     LOG.info("model: %s (%s, %s%s)", source, kwargs["dtype"], attention,
              f", {quantization['bits']}-bit" if "quantization_config" in kwargs else "")

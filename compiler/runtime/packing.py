@@ -33,6 +33,7 @@ from transformers import DataCollatorWithFlattening
 
 from .data import IGNORE_INDEX, PreparedData
 from .methods import adds_virtual_tokens, method_name
+from .tokcache import Splits, cached_splits
 
 LOG = logging.getLogger("ftc")
 PROBE_TOKENS = 12
@@ -62,7 +63,8 @@ def pack_indices(lengths: Sequence[int], capacity: int) -> list[list[int]]:
 
 def pack_dataset(dataset: datasets.Dataset, capacity: int) -> datasets.Dataset:
     """One row per pack; `input_ids` and `labels` become lists of the packed examples' lists."""
-    input_ids, labels = dataset["input_ids"], dataset["labels"]
+    columns = dataset[:]  # read once: indexing a datasets Column row by row is many times slower
+    input_ids, labels = columns["input_ids"], columns["labels"]
     packs = pack_indices([len(ids) for ids in input_ids], capacity)
     return datasets.Dataset.from_dict({
         "input_ids": [[input_ids[i] for i in pack] for pack in packs],
@@ -126,6 +128,20 @@ def _why_not(data: PreparedData, model: nn.Module, attention: str, method: Mappi
     return None
 
 
+def _packed(data: PreparedData, capacity: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The packed sets; cached beside the tokenized ones when those came from the cache (see tokcache.py)."""
+    def build() -> Splits:
+        validation = pack_dataset(data.validation, capacity) if data.validation is not None else None
+        return Splits(pack_dataset(data.train, capacity), validation, {})
+
+    if data.cache is None:
+        packs = build()
+    else:
+        packs = cached_splits({"packed": data.cache.key, "capacity": capacity}, build, data.cache.storage,
+                              what="packed data")
+    return packs.train, packs.validation
+
+
 def pack_for_model(data: PreparedData, model: nn.Module, *, attention: str, packing: bool, max_seq_length: int,
                    method: Mapping[str, Any], deepspeed: Mapping[str, Any] | None) -> PreparedData:
     """Pack the data when `data.packing` is on and this model keeps packed examples apart; log the outcome.
@@ -140,8 +156,7 @@ def pack_for_model(data: PreparedData, model: nn.Module, *, attention: str, pack
     if reason is not None:
         LOG.warning("packing: turned off: %s", reason)
         return data
-    train = pack_dataset(data.train, max_seq_length)
-    validation = pack_dataset(data.validation, max_seq_length) if data.validation is not None else None
+    train, validation = _packed(data, max_seq_length)
     LOG.info("packing: %d training examples in %d sequences of <= %d tokens (%s attention)",
              len(data.train), len(train), max_seq_length, attention)
     return dataclasses.replace(data, train=train, validation=validation, collator=PackedCollator(),

@@ -47,11 +47,11 @@ class Retry:
     cap: float = 30.0
 
 
-def _check_backend(uri: str) -> str:
+def _check_backend(uri: str, what: str = "checkpointing.storage") -> str:
     scheme = urlparse(uri).scheme
     module, package = BACKENDS[scheme]
     if importlib.util.find_spec(module) is None:
-        raise EnvironmentProblem(f"checkpointing.storage {scheme}:// needs the {package} package "
+        raise EnvironmentProblem(f"{what} {scheme}:// needs the {package} package "
                                  f"(pip install {package})")
     return scheme
 
@@ -62,8 +62,8 @@ def check_storage_backend(storage: Mapping[str, Any] | None) -> None:
         _check_backend(storage["uri"])
 
 
-def _filesystem(uri: str, endpoint_url: str | None, region: str | None) -> Any:
-    scheme = _check_backend(uri)
+def _filesystem(uri: str, endpoint_url: str | None, region: str | None, what: str) -> Any:
+    scheme = _check_backend(uri, what)
     import fsspec
 
     if scheme != "s3":
@@ -87,16 +87,16 @@ def _transient(error: BaseException) -> bool:
 
 
 # Errors that no retry can fix: the caller is told at once, with what to do.
-def _permanent(error: BaseException) -> Exception | None:
+def _permanent(error: BaseException, what: str = "checkpointing.storage") -> Exception | None:
     if isinstance(error, PermissionError):
-        return EnvironmentProblem(f"checkpointing.storage: access denied ({error}); check the credentials "
+        return EnvironmentProblem(f"{what}: access denied ({error}); check the credentials "
                                   "in the environment or the pod's identity")
     text = str(error)
     if "NoSuchBucket" in text or "specified bucket does not exist" in text:
-        return ConfigError(f"checkpointing.storage: the bucket does not exist ({error})")
+        return ConfigError(f"{what}: the bucket does not exist ({error})")
     if "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text or "NoCredentials" in text \
             or "Unable to locate credentials" in text:
-        return EnvironmentProblem(f"checkpointing.storage: the credentials were refused ({error})")
+        return EnvironmentProblem(f"{what}: the credentials were refused ({error})")
     return None
 
 
@@ -104,10 +104,11 @@ class RemoteStore:
     """One storage URI; paths are relative to it and use '/'."""
 
     def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None,
-                 retry: Retry | None = None) -> None:
+                 retry: Retry | None = None, what: str = "checkpointing.storage") -> None:
         self.uri = uri.rstrip("/")
         self.retry = retry or Retry()
-        self.fs = _filesystem(uri, endpoint_url, region)
+        self.what = what  # the setting the URI comes from, for messages
+        self.fs = _filesystem(uri, endpoint_url, region, what)
         self.needs_directories = urlparse(uri).scheme == "file"  # object stores have no directories
         self.root = self.fs._strip_protocol(self.uri).rstrip("/")
 
@@ -133,7 +134,7 @@ class RemoteStore:
             try:
                 return function()
             except Exception as error:
-                permanent = _permanent(error)
+                permanent = _permanent(error, self.what)
                 if permanent is not None:
                     raise permanent from error
                 if isinstance(error, FileNotFoundError) or not _transient(error):
@@ -157,6 +158,29 @@ class RemoteStore:
                     for path, info in found.items() if info.get("type", "file") == "file"}
 
         return self.call(f"listing {relative or '/'}", find)
+
+    def entries(self) -> dict[str, tuple[int, str]]:
+        """The files of the URI: itself when it names a file (key ""), else every file under it (keyed by path
+        relative to the URI); each with its size and the store's checksum of its content (ETag, md5 or crc32c).
+
+        A URI that names nothing raises FileNotFoundError.
+        """
+        def checksum(info: Mapping[str, Any]) -> str:
+            for key in ("ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified"):
+                if info.get(key):
+                    return str(info[key])
+            return ""
+
+        def find() -> dict[str, tuple[int, str]]:
+            self.fs.invalidate_cache()
+            info = self.fs.info(self.root)
+            if info.get("type") == "file":
+                return {"": (int(info.get("size") or 0), checksum(info))}
+            found = self.fs.find(self.root, detail=True)
+            return {posixpath.relpath(path, self.root): (int(item.get("size") or 0), checksum(item))
+                    for path, item in found.items() if item.get("type", "file") == "file"}
+
+        return self.call("listing", find)
 
     def read(self, relative: str) -> bytes:
         return self.call(f"reading {relative}", lambda: self.fs.cat_file(self._path(relative)))

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '00cece39ea548fc5b226e3c8fd08a93231d388dba7e1d697c1d1b41d98e80e4c',
+PLAN = {'derived': {'content_hash': '356d718528e5c8dfa359d4921f222e437d5950ec4d45b80138b481cfc9f63f15',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 128,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2node-00cece39ea',
+             'workload_name': 'llama2-7b-full-2node-356d718528',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -61,12 +61,15 @@ PLAN = {'derived': {'content_hash': '00cece39ea548fc5b226e3c8fd08a93231d388dba7e
                    'max_seq_length': 4096,
                    'num_examples': 250000,
                    'packing': True,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'chat',
+                             'hub': None,
                              'path': 's3://example-ml-data/domain/train.jsonl'},
                    'train_on_inputs': False,
                    'validation': {'format': 'chat',
                                   'fraction': None,
+                                  'hub': None,
                                   'path': 's3://example-ml-data/domain/val.jsonl'}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': None,
@@ -101,6 +104,7 @@ PLAN = {'derived': {'content_hash': '00cece39ea548fc5b226e3c8fd08a93231d388dba7e
           'model': {'architecture': None,
                     'name_or_path': 'meta-llama/Llama-2-7b-hf',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None, 'report_to': ['tensorboard'], 'wandb': None},
@@ -189,7 +193,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '2a071b8c78be13ac162dbf078a9f1b29fccc71ec2f03ad4c6a8f4655bcf9cc3d',
+PLAN = {'derived': {'content_hash': '2d875f802bc2fbb234f131771596e4e9759865f46efcbe2b091ab2f5b3660b40',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2a071b8c78',
+             'workload_name': 'llama2-7b-full-2d875f802b',
              'world_size': 2},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -56,12 +56,15 @@ PLAN = {'derived': {'content_hash': '2a071b8c78be13ac162dbf078a9f1b29fccc71ec2f0
                    'max_seq_length': 4096,
                    'num_examples': 250000,
                    'packing': True,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'chat',
+                             'hub': None,
                              'path': '/data/domain/train.jsonl'},
                    'train_on_inputs': False,
                    'validation': {'format': 'chat',
                                   'fraction': None,
+                                  'hub': None,
                                   'path': '/data/domain/val.jsonl'}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': 'hf-cache',
@@ -105,6 +108,7 @@ PLAN = {'derived': {'content_hash': '2a071b8c78be13ac162dbf078a9f1b29fccc71ec2f0
           'model': {'architecture': None,
                     'name_or_path': 'meta-llama/Llama-2-7b-hf',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None, 'report_to': ['tensorboard'], 'wandb': None},
@@ -193,7 +197,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '8c6e09e4f4b8b45cad754c9214844a6607827388d9ffd572bc3ec36438fcdafe',
+PLAN = {'derived': {'content_hash': 'f9c06e3aa010082d07a582e88a46fd0e00efa1bce6f2566f7faf764165c1742b',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-2node-8c6e09e4f4',
+             'workload_name': 'llama2-7b-lora-2node-f9c06e3aa0',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -61,11 +61,13 @@ PLAN = {'derived': {'content_hash': '8c6e09e4f4b8b45cad754c9214844a6607827388d9f
                    'max_seq_length': 2048,
                    'num_examples': 52002,
                    'packing': True,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'alpaca',
+                             'hub': None,
                              'path': 's3://example-ml-data/alpaca/train.jsonl'},
                    'train_on_inputs': False,
-                   'validation': {'format': None, 'fraction': 0.1, 'path': None}},
+                   'validation': {'format': None, 'fraction': 0.1, 'hub': None, 'path': None}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': None,
                          'create_service_account': True,
@@ -106,6 +108,7 @@ PLAN = {'derived': {'content_hash': '8c6e09e4f4b8b45cad754c9214844a6607827388d9f
           'model': {'architecture': None,
                     'name_or_path': 'meta-llama/Llama-2-7b-hf',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None, 'report_to': ['tensorboard'], 'wandb': None},
@@ -192,7 +195,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],

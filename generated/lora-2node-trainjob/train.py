@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '9d7e77ff6ab81381e9f67a3bc6cef04861d092d4bd3f8f331bc127fe624587b3',
+PLAN = {'derived': {'content_hash': 'bfeb8eb9d01d7e8ee8b4fcdb3204f71fd60cd071924a6022115f2127d683f2cb',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-lora-trainjob-9d7e77ff6a',
+             'workload_name': 'llama2-13b-lora-trainjob-bfeb8eb9d0',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -61,11 +61,13 @@ PLAN = {'derived': {'content_hash': '9d7e77ff6ab81381e9f67a3bc6cef04861d092d4bd3
                    'max_seq_length': 2048,
                    'num_examples': 52002,
                    'packing': True,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'alpaca',
+                             'hub': None,
                              'path': 'gs://example-ml-data/alpaca/train.jsonl'},
                    'train_on_inputs': False,
-                   'validation': {'format': None, 'fraction': 0.1, 'path': None}},
+                   'validation': {'format': None, 'fraction': 0.1, 'hub': None, 'path': None}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': None,
                          'create_service_account': False,
@@ -104,6 +106,7 @@ PLAN = {'derived': {'content_hash': '9d7e77ff6ab81381e9f67a3bc6cef04861d092d4bd3
           'model': {'architecture': None,
                     'name_or_path': 'meta-llama/Llama-2-13b-hf',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None, 'report_to': ['tensorboard'], 'wandb': None},
@@ -190,7 +193,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],

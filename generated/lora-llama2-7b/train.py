@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '7406839c9ef0a53226f65b802014798124985a1b89fd0ff0e419dbfe33bcdb9a',
+PLAN = {'derived': {'content_hash': 'd7c6bec72599c36d5a5da89665bb71642bfd78f3f2cf236c4d7706c10e4a368f',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-7406839c9e',
+             'workload_name': 'llama2-7b-lora-d7c6bec725',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -61,11 +61,13 @@ PLAN = {'derived': {'content_hash': '7406839c9ef0a53226f65b802014798124985a1b89f
                    'max_seq_length': 2048,
                    'num_examples': 52002,
                    'packing': True,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'alpaca',
+                             'hub': None,
                              'path': '/data/alpaca/train.jsonl'},
                    'train_on_inputs': False,
-                   'validation': {'format': None, 'fraction': 0.1, 'path': None}},
+                   'validation': {'format': None, 'fraction': 0.1, 'hub': None, 'path': None}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': None,
                          'create_service_account': False,
@@ -108,6 +110,7 @@ PLAN = {'derived': {'content_hash': '7406839c9ef0a53226f65b802014798124985a1b89f
           'model': {'architecture': None,
                     'name_or_path': 'meta-llama/Llama-2-7b-hf',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None,
@@ -196,7 +199,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],

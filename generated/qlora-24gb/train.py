@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '0acc0895f58629845f1042f639f35198d2d504487b7541600c355496c8bbd2ae',
+PLAN = {'derived': {'content_hash': 'ae250973c4e92660ba5e03ed0a2f551ec942317ef3d4a8a9d07b0ecf3ef3719f',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-qlora-0acc0895f5',
+             'workload_name': 'llama2-7b-qlora-ae250973c4',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -61,11 +61,13 @@ PLAN = {'derived': {'content_hash': '0acc0895f58629845f1042f639f35198d2d504487b7
                    'max_seq_length': 2048,
                    'num_examples': 52002,
                    'packing': True,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'alpaca',
+                             'hub': None,
                              'path': 's3://example-ml-data/alpaca/train.jsonl'},
                    'train_on_inputs': False,
-                   'validation': {'format': None, 'fraction': 0.1, 'path': None}},
+                   'validation': {'format': None, 'fraction': 0.1, 'hub': None, 'path': None}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': None,
                          'create_service_account': False,
@@ -106,6 +108,7 @@ PLAN = {'derived': {'content_hash': '0acc0895f58629845f1042f639f35198d2d504487b7
           'model': {'architecture': None,
                     'name_or_path': 'meta-llama/Llama-2-7b-hf',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None, 'report_to': ['tensorboard'], 'wandb': None},
@@ -192,7 +195,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '009c55209664572b38749e22b98fcc6e371ef2b6ae2c505eeb6c2ba6eaf3e01f',
+PLAN = {'derived': {'content_hash': '1f377a6b8aa949d075e91d73e16e1178fe47d061937a03477114a1291434744e',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-qlora-jobset-009c552096',
+             'workload_name': 'llama2-13b-qlora-jobset-1f377a6b8a',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -61,11 +61,13 @@ PLAN = {'derived': {'content_hash': '009c55209664572b38749e22b98fcc6e371ef2b6ae2
                    'max_seq_length': 2048,
                    'num_examples': 52002,
                    'packing': True,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'alpaca',
+                             'hub': None,
                              'path': '/data/alpaca/train.jsonl'},
                    'train_on_inputs': False,
-                   'validation': {'format': None, 'fraction': 0.1, 'path': None}},
+                   'validation': {'format': None, 'fraction': 0.1, 'hub': None, 'path': None}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': None,
                          'create_service_account': False,
@@ -111,6 +113,7 @@ PLAN = {'derived': {'content_hash': '009c55209664572b38749e22b98fcc6e371ef2b6ae2
           'model': {'architecture': None,
                     'name_or_path': 'meta-llama/Llama-2-13b-hf',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None, 'report_to': ['tensorboard'], 'wandb': None},
@@ -197,7 +200,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],

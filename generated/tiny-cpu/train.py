@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'af9acf154c4b1c8b215629febb3599b6d97296bc0fefd12f0e6acfa0eaed67e2',
+PLAN = {'derived': {'content_hash': 'e38dcdabdc0209d74f499f4e8c85964f2b7eb4dfab24bccc068d96238335607a',
              'deepspeed_config': None,
              'global_batch_size': 8,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'tiny-cpu-af9acf154c',
+             'workload_name': 'tiny-cpu-e38dcdabdc',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
@@ -56,11 +56,13 @@ PLAN = {'derived': {'content_hash': 'af9acf154c4b1c8b215629febb3599b6d97296bc0fe
                    'max_seq_length': 128,
                    'num_examples': None,
                    'packing': False,
+                   'storage': None,
                    'train': {'chat_template': None,
                              'format': 'alpaca',
+                             'hub': None,
                              'path': '.ftc-demo/data/train.jsonl'},
                    'train_on_inputs': False,
-                   'validation': {'format': None, 'fraction': 0.15, 'path': None}},
+                   'validation': {'format': None, 'fraction': 0.15, 'hub': None, 'path': None}},
           'kind': 'FineTune',
           'kubernetes': {'cache_pvc': None,
                          'create_service_account': False,
@@ -102,6 +104,7 @@ PLAN = {'derived': {'content_hash': 'af9acf154c4b1c8b215629febb3599b6d97296bc0fe
           'model': {'architecture': None,
                     'name_or_path': '.ftc-demo/tiny-llama',
                     'revision': None,
+                    'storage': None,
                     'tokenizer': None,
                     'trust_remote_code': False},
           'monitoring': {'mlflow': None, 'report_to': [], 'wandb': None},
@@ -187,7 +190,9 @@ def main() -> int:
     tokenizer = load_tokenizer(model=SPEC["model"])
     attention = choose_attention(requested=SPEC["performance"]["attention"],
                                  precision=SPEC["training"]["precision"])
-    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"])  # skipped rows are counted
+    # skipped rows are counted; tokenized once, then reused from the cache (shared through the storage)
+    data = prepare_data(tokenizer, data=SPEC["data"], seed=SPEC["training"]["seed"], cache=True,
+                        storage=SPEC["checkpointing"]["storage"])
     model = load_model(model=SPEC["model"], method=SPEC["method"], precision=SPEC["training"]["precision"],
                        attention=attention)
     model = apply_method(model, method=SPEC["method"], base=SPEC["model"],
