@@ -11,7 +11,7 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,10 @@ from .formats import (
     Segment,
     TemplateNotIncrementalError,
     row_segments,
+    template_renders_tools,
 )
+from .layouts import Layout, layout, source_layout
+from .mixture import mix_sources
 
 LOG = logging.getLogger("ftc")
 IGNORE_INDEX = -100  # label of tokens without loss (the value transformers' losses ignore)
@@ -48,10 +51,29 @@ class PreparedData:
     skipped: dict[str, dict[str, int]]
     sample_prompt_ids: list[int]
     packed: bool = False
+    truncated: dict[str, int] = field(default_factory=lambda: {"train": 0, "validation": 0})
+    sources: list[dict[str, Any]] | None = None  # examples drawn from each source of a mixture
 
 
 def read_rows(path: str) -> tuple[list[Any], Counter[str]]:
     """Rows of a .jsonl/.json/.parquet file or a `save_to_disk` directory, and the lines that are not rows."""
+    read = read_numbered(path)
+    return read.rows, Counter({reason: len(lines) for reason, lines in read.problems.items()})
+
+
+@dataclass
+class NumberedRows:
+    """Rows with the line (JSON lines) or row number (other files) each came from, from 1, and the
+    numbers of the lines that are not rows, by reason."""
+
+    rows: list[Any]
+    numbers: list[int]
+    problems: dict[str, list[int]]
+    unit: str = "row"
+
+
+def read_numbered(path: str) -> NumberedRows:
+    """`read_rows` with the line number of every row and of every line that is not one."""
     source = Path(path)
     if not source.exists():
         raise ConfigError(f"data file {path!r} does not exist "
@@ -63,16 +85,20 @@ def read_rows(path: str) -> tuple[list[Any], Counter[str]]:
                 raise ConfigError(f"{path!r} holds the splits {sorted(loaded)}; "
                                   "save only the split to train on")
             loaded = next(iter(loaded.values()))
-        return loaded.to_list(), Counter()
+        return _numbered(loaded.to_list())
     suffix = source.suffix.lower()
     if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(source)).to_list(), Counter()
+        return _numbered(datasets.Dataset.from_parquet(str(source)).to_list())
     if suffix in (".jsonl", ".json"):
         return _read_json(source)
     raise ConfigError(f"data file {path!r}: use a .jsonl, .json or .parquet file or a save_to_disk directory")
 
 
-def _read_json(source: Path) -> tuple[list[Any], Counter[str]]:
+def _numbered(rows: list[Any]) -> NumberedRows:
+    return NumberedRows(rows, list(range(1, len(rows) + 1)), {})
+
+
+def _read_json(source: Path) -> NumberedRows:
     # Parsed here rather than with datasets' json loader: that loader aborts the whole load on one bad
     # line and fails on rows whose fields change type, where ftc counts such rows and goes on.
     text = source.read_text(encoding="utf-8")
@@ -82,32 +108,60 @@ def _read_json(source: Path) -> tuple[list[Any], Counter[str]]:
         except json.JSONDecodeError:
             whole = None  # not one JSON document: read it as JSON lines
         if isinstance(whole, list):
-            return whole, Counter()
+            return _numbered(whole)
         if whole is not None:
             raise ConfigError(f"{source}: expected a JSON array of rows, got {type(whole).__name__}")
-    rows: list[Any] = []
-    problems: Counter[str] = Counter()
-    for line in text.splitlines():
+    out = NumberedRows([], [], {}, unit="line")
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
-            problems[EMPTY] += 1
+            out.problems.setdefault(EMPTY, []).append(number)
             continue
         try:
-            rows.append(json.loads(line))
+            out.rows.append(json.loads(line))
+            out.numbers.append(number)
         except json.JSONDecodeError:
-            problems[MALFORMED] += 1
-    return rows, problems
+            out.problems.setdefault(MALFORMED, []).append(number)
+    return out
+
+
+TEMPLATE_DIR = "chat_templates"  # where `ftc compile` bundles a chat template file, next to ftc_runtime/
+
+
+def template_file(name: str) -> Path:
+    """The file of a custom chat template: the copy `ftc compile` bundled into out/, else the path as given."""
+    bundled = Path(__file__).resolve().parent.parent / TEMPLATE_DIR / Path(name).name
+    if bundled.is_file():
+        return bundled
+    path = Path(name)
+    if not path.is_file():
+        raise ConfigError(f"chat template file {name!r} does not exist "
+                          f"(relative paths are resolved against {os.getcwd()})")
+    return path
+
+
+def template_text(tokenizer: PreTrainedTokenizerBase, template_name: str | None) -> str:
+    """The text of the chat template: built-in by name, a template file, else the tokenizer's own one."""
+    if template_name in CHAT_TEMPLATES:
+        return CHAT_TEMPLATES[template_name]
+    if template_name is not None:
+        return template_file(template_name).read_text(encoding="utf-8")
+    own = getattr(tokenizer, "chat_template", None)
+    if isinstance(own, dict):  # several named templates: the default one
+        own = own.get("default")
+    if not own:
+        raise ConfigError("data format chat: the tokenizer has no chat template; "
+                          "set data.train.chat_template to chatml or llama2")
+    return own
 
 
 def chat_renderer(tokenizer: PreTrainedTokenizerBase, template_name: str | None) -> ChatRenderer:
-    """Render conversations with the named built-in template, else the tokenizer's own one."""
-    template = CHAT_TEMPLATES[template_name] if template_name is not None else None
-    if template is None and not getattr(tokenizer, "chat_template", None):
-        raise ConfigError("data format chat: the tokenizer has no chat template; "
-                          "set data.train.chat_template to chatml or llama2")
+    """Render conversations with the named built-in template or template file, else the tokenizer's own one."""
+    template = template_text(tokenizer, template_name)
 
-    def render(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool) -> str:
+    def render(messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool,
+               tools: list[Any] | None = None) -> str:
         return tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=False,
-                                             add_generation_prompt=add_generation_prompt)
+                                             add_generation_prompt=add_generation_prompt, tools=tools)
 
     return render
 
@@ -118,40 +172,67 @@ def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
     return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
 
 
+FIRST_LINES = 5  # line numbers logged per skip reason
+
+
 @dataclass
 class Tokenized:
     input_ids: list[list[int]]
     labels: list[list[int]]
     prompt_lengths: list[int]
     skipped: Counter[str]
+    truncated: int = 0
+    lines: dict[str, list[int]] = field(default_factory=dict)  # the line numbers of each skip reason
+
+    def skip(self, reason: str, number: int | None) -> None:
+        self.skipped[reason] += 1
+        if number is not None:
+            self.lines.setdefault(reason, []).append(number)
 
 
-def tokenize_rows(rows: Sequence[Any], fmt: str, tokenizer: PreTrainedTokenizerBase, *, max_seq_length: int,
-                  train_on_inputs: bool, chat_template: str | None = None) -> Tokenized:
+def _fit(ids: list[int], labels: list[int], max_seq_length: int, too_long: str) -> tuple[list[int], list[int]] | None:
+    """The example cut to max_seq_length (`truncate`: the end goes, which is the response's end), or None
+    to skip it: too long under `skip`, or no trained token would be left."""
+    if len(ids) <= max_seq_length:
+        return ids, labels
+    if too_long != "truncate" or all(label == IGNORE_INDEX for label in labels[:max_seq_length]):
+        return None
+    return ids[:max_seq_length], labels[:max_seq_length]
+
+
+def tokenize_rows(rows: Sequence[Any], fmt: str | Layout, tokenizer: PreTrainedTokenizerBase, *,
+                  max_seq_length: int, train_on_inputs: bool, chat_template: str | None = None,
+                  too_long: str = "skip", numbers: Sequence[int] | None = None) -> Tokenized:
     """Examples with labels IGNORE_INDEX on prompt tokens (all tokens train when `train_on_inputs`).
 
-    Plain formats get BOS (when the tokenizer uses one) and EOS after the response; chat templates
-    place their own special tokens. Each segment is tokenized on its own, so the prompt tokens are
-    exactly those the model sees when it is prompted with the prompt alone. The first label is always
-    IGNORE_INDEX: no token predicts it, and it keeps packed examples from predicting across a boundary.
+    `fmt` is a format name or a Layout (layouts.py: presets, field and role maps). Plain formats get
+    BOS (when the tokenizer uses one) and EOS after the response; chat templates place their own
+    special tokens. Each segment is tokenized on its own, so the prompt tokens are exactly those the
+    model sees when it is prompted with the prompt alone. The first label is always IGNORE_INDEX: no
+    token predicts it, and it keeps packed examples from predicting across a boundary. Rows longer
+    than max_seq_length are skipped, or cut at the end under `too_long: truncate` unless that leaves
+    no response token. `numbers`: the line number of each row, for the skip log.
     """
-    render = chat_renderer(tokenizer, chat_template) if fmt == "chat" else None
-    skipped: Counter[str] = Counter()
-    parsed: list[list[Segment]] = []
-    for row in rows:
+    lay = layout(fmt) if isinstance(fmt, str) else fmt
+    chat = lay.kind == "chat"
+    render = chat_renderer(tokenizer, chat_template) if chat else None
+    tools = template_renders_tools(template_text(tokenizer, chat_template)) if chat else False
+    out = Tokenized([], [], [], Counter())
+    parsed: list[tuple[list[Segment], int | None]] = []
+    for index, row in enumerate(rows):
+        number = numbers[index] if numbers is not None else None
         try:
-            parsed.append(row_segments(row, fmt, render))
+            parsed.append((row_segments(row, lay, render, tools_supported=tools), number))
         except RowError as error:
-            skipped[error.reason] += 1
+            out.skip(error.reason, number)
         except TemplateNotIncrementalError as error:  # a fault of the template, not of the row
             raise ConfigError(f"data format chat: {error}; "
                               "set data.train.chat_template to chatml or llama2") from error
-    texts = [segment.text for segments in parsed for segment in segments]
+    texts = [segment.text for segments, _ in parsed for segment in segments]
     pieces = iter(tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
-    head = [tokenizer.bos_token_id] if fmt != "chat" and adds_bos(tokenizer) else []
-    tail = [tokenizer.eos_token_id] if fmt != "chat" and tokenizer.eos_token_id is not None else []
-    out = Tokenized([], [], [], skipped)
-    for segments in parsed:
+    head = [tokenizer.bos_token_id] if not chat and adds_bos(tokenizer) else []
+    tail = [tokenizer.eos_token_id] if not chat and tokenizer.eos_token_id is not None else []
+    for segments, number in parsed:
         ids, labels = list(head), [IGNORE_INDEX] * len(head)
         prompt_length = None
         for segment in segments:
@@ -164,13 +245,16 @@ def tokenize_rows(rows: Sequence[Any], fmt: str, tokenizer: PreTrainedTokenizerB
         labels += tail
         labels[0] = IGNORE_INDEX
         if all(label == IGNORE_INDEX for label in labels):
-            skipped[EMPTY] += 1
-        elif len(ids) > max_seq_length:
-            skipped[TOO_LONG] += 1
-        else:
-            out.input_ids.append(ids)
-            out.labels.append(labels)
-            out.prompt_lengths.append(0 if fmt == "text" else prompt_length or 0)
+            out.skip(EMPTY, number)
+            continue
+        fitted = _fit(ids, labels, max_seq_length, too_long)
+        if fitted is None:
+            out.skip(TOO_LONG, number)
+            continue
+        out.truncated += len(fitted[0]) < len(ids)
+        out.input_ids.append(fitted[0])
+        out.labels.append(fitted[1])
+        out.prompt_lengths.append(0 if lay.kind == "text" else min(prompt_length or 0, len(fitted[0]) - 1))
     return out
 
 
@@ -178,18 +262,34 @@ def _counts(counter: Counter[str]) -> dict[str, int]:
     return {reason: int(counter.get(reason, 0)) for reason in SKIP_REASONS}
 
 
-def _load_split(what: str, path: str, fmt: str, tokenizer: PreTrainedTokenizerBase, data: Mapping[str, Any],
-                chat_template: str | None) -> Tokenized:
-    rows, problems = read_rows(path)
-    tokenized = tokenize_rows(rows, fmt, tokenizer, max_seq_length=data["max_seq_length"],
-                              train_on_inputs=data["train_on_inputs"], chat_template=chat_template)
-    tokenized.skipped.update(problems)
-    total = len(rows) + sum(problems.values())
+def _first_lines(tokenized: Tokenized, unit: str) -> str:
+    return "; ".join(f"{reason} at {unit} {', '.join(map(str, sorted(lines)[:FIRST_LINES]))}"
+                     + (" …" if len(lines) > FIRST_LINES else "")
+                     for reason, lines in sorted(tokenized.lines.items()) if lines)
+
+
+def load_source(what: str, source: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase,
+                data: Mapping[str, Any], fmt: str | None = None, chat_template: str | None = None) -> Tokenized:
+    """Read and tokenize one data source (`data.train`, a mixture entry, a validation file), logging what
+    was skipped with the first line numbers of each reason."""
+    path = source["path"]
+    read = read_numbered(path)
+    lay = source_layout(source, fmt)
+    template = chat_template if chat_template is not None else source.get("chat_template")
+    tokenized = tokenize_rows(read.rows, lay, tokenizer, max_seq_length=data["max_seq_length"],
+                              train_on_inputs=data["train_on_inputs"], chat_template=template,
+                              too_long=data.get("too_long", "skip"), numbers=read.numbers)
+    for reason, lines in read.problems.items():
+        for number in lines:
+            tokenized.skip(reason, number)
+    total = len(read.rows) + sum(len(lines) for lines in read.problems.values())
     skipped = _counts(tokenized.skipped)
     used = len(tokenized.input_ids)
     log = LOG.warning if sum(skipped.values()) else LOG.info
-    log("data: %s %s (%s): %d rows, %d used, skipped %d (%s)", what, path, fmt, total, used,
-        sum(skipped.values()), ", ".join(f"{k}={v}" for k, v in skipped.items()))
+    log("data: %s %s (%s): %d rows, %d used, skipped %d (%s)%s%s", what, path, fmt or source["format"], total,
+        used, sum(skipped.values()), ", ".join(f"{k}={v}" for k, v in skipped.items()),
+        f", truncated {tokenized.truncated}" if tokenized.truncated else "",
+        f"; first skipped: {_first_lines(tokenized, read.unit)}" if tokenized.lines else "")
     return tokenized
 
 
@@ -208,22 +308,37 @@ def _sample_prompt(example: Mapping[str, Any]) -> list[int]:
 def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any], seed: int) -> PreparedData:
     """Tokenized training and validation sets of the spec's `data` section.
 
-    Validation comes from a separate file or is split off the training rows, seeded with `seed`
-    (`training.seed`).
+    The training set is `data.train`, mixed with the sources of `data.mixture` when there are any
+    (mixture.py). Validation comes from a separate file or is split off the training rows, seeded
+    with `seed` (`training.seed`).
     """
     train_spec = data["train"]
-    tokenized = _load_split("train", train_spec["path"], train_spec["format"], tokenizer, data,
-                            train_spec["chat_template"])
-    skipped = {"train": _counts(tokenized.skipped), "validation": _counts(Counter())}
-    if not tokenized.input_ids:
-        raise ConfigError(f"no usable training rows in {train_spec['path']!r} (skipped: {skipped['train']})")
-    train = _dataset(tokenized)
+    sources = [train_spec, *(data.get("mixture") or [])]
+    parts = [load_source("train" if i == 0 else f"mixture[{i - 1}]", source, tokenizer, data)
+             for i, source in enumerate(sources)]
+    counter: Counter[str] = Counter()
+    for part in parts:
+        counter.update(part.skipped)
+    skipped = {"train": _counts(counter), "validation": _counts(Counter())}
+    truncated = {"train": sum(part.truncated for part in parts), "validation": 0}
+    for source, part in zip(sources, parts, strict=True):
+        if not part.input_ids:
+            raise ConfigError(f"no usable training rows in {source['path']!r} "
+                              f"(skipped: {_counts(part.skipped)})")
+    if len(parts) == 1:
+        train, per_source = _dataset(parts[0]), None
+    else:
+        train, per_source = mix_sources([_dataset(part) for part in parts], sources, seed)
+        for source, count in zip(sources, per_source, strict=True):
+            LOG.info("data: mixture: %d examples from %s", count, source["path"])
     validation = None
     settings = data["validation"]
     if settings is not None and settings["path"] is not None:
-        val_tokens = _load_split("validation", settings["path"], settings["format"] or train_spec["format"],
-                                 tokenizer, data, train_spec["chat_template"])
+        val_tokens = load_source("validation", {**train_spec, "path": settings["path"]}, tokenizer, data,
+                                 fmt=settings["format"] or train_spec["format"],
+                                 chat_template=train_spec["chat_template"])
         skipped["validation"] = _counts(val_tokens.skipped)
+        truncated["validation"] = val_tokens.truncated
         if not val_tokens.input_ids:
             raise ConfigError(f"no usable validation rows in {settings['path']!r}")
         validation = _dataset(val_tokens)
@@ -244,4 +359,7 @@ def prepare_data(tokenizer: PreTrainedTokenizerBase, *, data: Mapping[str, Any],
         rows=rows,
         skipped=skipped,
         sample_prompt_ids=sample,
+        truncated=truncated,
+        sources=None if per_source is None else [
+            {"path": source["path"], "examples": count} for source, count in zip(sources, per_source, strict=True)],
     )
