@@ -234,27 +234,31 @@ def conversation(row: Mapping[str, Any], lay: Layout) -> Conversation:
     if not isinstance(messages, list) or not messages:
         raise RowError(MALFORMED, f"{key!r} must be a non-empty list", WRONG_TYPE)
     clean: list[dict[str, Any]] = []
+    role_of = lay.role_of
     for message in messages:
-        if not isinstance(message, Mapping):
+        if type(message) is not dict and not isinstance(message, Mapping):
             raise RowError(MALFORMED, f"every message must be an object with {role_key!r} and {content_key!r}",
                            WRONG_TYPE)
-        if role_key not in message:
+        value = message.get(role_key)
+        if value is None:
             raise RowError(MALFORMED, f"a message without {role_key!r}", MISSING_FIELD)
-        role = lay.role(message[role_key])
+        role = role_of.get(value) if type(value) is str else None
         if role is None:
-            raise RowError(MALFORMED, f"unknown role {message[role_key]!r}", UNKNOWN_ROLE)
-        calls = _tool_calls(message["tool_calls"]) if message.get("tool_calls") else []
+            raise RowError(MALFORMED, f"unknown role {value!r}", UNKNOWN_ROLE)
+        calls = _tool_calls(message["tool_calls"]) if message.get("tool_calls") else None
         if calls and role != "assistant":
             raise RowError(MALFORMED, f"tool calls in a {role} message", BAD_CONVERSATION)
         raw = message.get(content_key)
         if raw is None and not calls:
             raise RowError(MALFORMED, f"a message without {content_key!r}", MISSING_FIELD)
-        entry: dict[str, Any] = {"role": role, "content": _content(raw, content_key) if raw is not None else ""}
+        content = raw if type(raw) is str else _content(raw, content_key) if raw is not None else ""
+        entry: dict[str, Any] = {"role": role, "content": content}
         if calls:
             entry["tool_calls"] = calls
-        for extra in ("tool_call_id", "name"):
-            if role == "tool" and isinstance(message.get(extra), str):
-                entry[extra] = message[extra]
+        if role == "tool":
+            for extra in ("tool_call_id", "name"):
+                if isinstance(message.get(extra), str):
+                    entry[extra] = message[extra]
         clean.append(entry)
     system = _system(row, lay)
     if system and clean[0]["role"] != "system":

@@ -57,16 +57,15 @@ class Layout:
     fields: Mapping[str, str]
     roles: Mapping[str, str]  # {value in the data: role}; values not listed must be one of ROLES
     system_prompt: str | None = None
+    # {role value: role} of every value a message may have: the roles themselves and the mapped ones
+    role_of: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    def column(self, name: str) -> str:
-        return self.fields[name]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role_of", {**{role: role for role in ROLES}, **self.roles})
 
     def role(self, value: Any) -> str | None:
         """The role a message's role value stands for, or None when it is not known."""
-        if not isinstance(value, str):
-            return None
-        mapped = self.roles.get(value, value)
-        return mapped if mapped in ROLES else None
+        return self.role_of.get(value) if isinstance(value, str) else None
 
     def accepted_roles(self) -> list[str]:
         return sorted(set(ROLES) | set(self.roles))
