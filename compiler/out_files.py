@@ -15,6 +15,9 @@ ACCELERATE_CONFIG = "accelerate_config.yaml"
 PLAN = "plan.json"
 TRAIN_SCRIPT = "train.py"
 K8S_DIR = "k8s"
+# Chat template files of the spec, copied here so train.py and the pod use the text that was checked
+# (the runtime's data.TEMPLATE_DIR names the same directory).
+CHAT_TEMPLATE_DIR = "chat_templates"
 
 
 @cache

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 from ..estimate import report as estimate_report
 from ..k8s.manifests import render_kubernetes
-from ..out_files import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT, package_texts
+from ..out_files import (
+    ACCELERATE_CONFIG,
+    CHAT_TEMPLATE_DIR,
+    DEEPSPEED_CONFIG,
+    MANIFEST,
+    PLAN,
+    RUNTIME_DIR,
+    TRAIN_SCRIPT,
+    package_texts,
+)
 from ..plan import Plan
 from . import configs, requirements
 from .readme import readme
@@ -23,6 +34,15 @@ def runtime_files() -> dict[str, str]:
     is still found.
     """
     return {f"{RUNTIME_DIR}/{name}": text for name, text in package_texts("ftc.runtime", ".py").items()}
+
+
+def chat_template_files(plan: Plan) -> dict[str, str]:
+    """The spec's chat template files, read from where the spec names them (the check stage made sure
+    they exist), bundled under chat_templates/ by file name."""
+    data = plan.spec.data
+    names = {source.chat_template for source in (data.train, *(data.mixture or ()))}
+    return {f"{CHAT_TEMPLATE_DIR}/{os.path.basename(name)}": Path(name).read_text(encoding="utf-8")
+            for name in sorted(n for n in names if n is not None and n not in ("chatml", "llama2"))}
 
 
 def train_script(plan: Plan) -> str:
@@ -58,6 +78,7 @@ def render(plan: Plan) -> dict[str, str]:
     if ds is not None:
         files[DEEPSPEED_CONFIG] = json_text(ds)
     files.update(runtime_files())
+    files.update(chat_template_files(plan))
     files["README.md"] = readme(plan, files)
     files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))
     # `ftc estimate` at compile time (spec only, no local files): not needed by the job, so not in k8s/

@@ -50,9 +50,8 @@ ALPACA_PROMPT_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{inpu
 # (the Hermes / Qwen convention); a conversation without tools renders as plain ChatML.
 CHATML = (
     "{% if tools %}"
-    "{% set tool_text = '# Tools\\n\\nYou may call one or more functions. Function signatures:\\n<tools>' %}"
-    "{% for tool in tools %}{% set tool_text = tool_text + '\\n' + (tool | tojson) %}{% endfor %}"
-    "{% set tool_text = tool_text + '\\n</tools>' %}"
+    "{% set tool_text = '# Tools\\n\\nYou may call one or more functions. Function signatures:\\n<tools>\\n'"
+    " + (tools | map('tojson') | join('\\n')) + '\\n</tools>' %}"
     "{% if messages[0]['role'] == 'system' %}"
     "{{ '<|im_start|>system\\n' + messages[0]['content'] + '\\n\\n' + tool_text + '<|im_end|>\\n' }}"
     "{% else %}{{ '<|im_start|>system\\n' + tool_text + '<|im_end|>\\n' }}{% endif %}"
