@@ -27,3 +27,12 @@ def test_the_spot_section_snippet_compiles_into_a_plan_with_remote_storage() -> 
     checkpointing = result.plan.spec.checkpointing
     assert checkpointing.storage is not None and checkpointing.storage.uri.startswith("s3://")
     assert checkpointing.resume == "auto" and result.plan.spec.resources.spot
+
+
+def test_the_data_layouts_snippet_is_a_mixture_of_mapped_sources() -> None:
+    (block,) = _yaml_blocks("Data layouts")
+    result = plan_of(deep_merge(BASE, yaml.safe_load(block)))
+    assert result.plan is not None, codes(result)
+    data = result.plan.spec.data
+    assert data.train.format == "sharegpt" and data.train.roles == {"customer": "user", "agent": "assistant"}
+    assert data.mixture is not None and [s.weight for s in (data.train, *data.mixture)] == [0.7, 0.3]
