@@ -175,10 +175,10 @@ def inspect_source(pointer: str, source: Mapping[str, Any], *, max_seq_length: i
     path = source["path"]
     out = Inspection(pointer, path)
     local = Path(path)
-    if "://" in path or not local.exists():
+    if "://" in path or not os.path.exists(path):  # os.path: False, not an error, for a name too long
         out.note = "not a local file here: read when the run starts"
         return out
-    if local.is_dir() or local.suffix.lower() not in (".jsonl", ".json"):
+    if os.path.isdir(path) or local.suffix.lower() not in (".jsonl", ".json"):
         out.note = "parquet files and saved datasets are read when the run starts"
         return out
     lay = source_layout(source, fmt)
