@@ -43,9 +43,12 @@ def base_spec() -> dict[str, Any]:
             "prompt": None,
         },
         "data": {
-            "train": {"path": "tatsu-lab/alpaca", "format": "alpaca", "chat_template": None},
+            "train": {"path": "tatsu-lab/alpaca", "format": "alpaca", "chat_template": None,
+                      "fields": None, "roles": None, "system_prompt": None, "weight": None, "rows": None},
+            "mixture": None,
             "validation": {"fraction": 0.1, "path": None, "format": None},
             "max_seq_length": 2048,
+            "too_long": "skip",
             "packing": True,
             "train_on_inputs": False,
             "num_examples": 52000,
