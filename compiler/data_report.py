@@ -28,6 +28,7 @@ from .runtime.formats import (
     UNKNOWN_ROLE,
     UNSUPPORTED,
     WRONG_TYPE,
+    RowError,
     TemplateNotIncrementalError,
     chat_segments,
 )
@@ -146,13 +147,24 @@ def template_renderer(text: str, model_dir: str | None) -> Callable[..., str]:
 
 
 def template_problem(text: str, model_dir: str | None) -> str | None:
-    """Why a chat template cannot be used for assistant-only loss (with the example), or None."""
+    """Why a chat template cannot be used for assistant-only loss (with the example), or None.
+
+    Only the prefix property is judged here: a template this renderer cannot parse (e.g. one with
+    transformers' `{% generation %}` tags) or that refuses the sample conversation (some refuse a system
+    turn, then it is tried without one) is left to the run, which renders the real rows.
+    """
     try:
-        chat_segments(SAMPLE_CONVERSATION, template_renderer(text, model_dir))
-    except TemplateNotIncrementalError as problem:
-        return f"{problem} (rendering {json.dumps(SAMPLE_CONVERSATION[:3])} and the whole of it)"
-    except jinja2.TemplateError as problem:
-        return f"the template fails on a plain conversation: {problem}"
+        render = template_renderer(text, model_dir)
+    except jinja2.TemplateSyntaxError:
+        return None
+    for conversation in (SAMPLE_CONVERSATION, SAMPLE_CONVERSATION[1:]):
+        try:
+            chat_segments(conversation, render)
+        except TemplateNotIncrementalError as problem:
+            return f"{problem} (rendering {json.dumps(conversation[:3])} and the whole of it)"
+        except (jinja2.TemplateError, RowError):  # the template refused the conversation
+            continue
+        return None
     return None
 
 

@@ -14,6 +14,7 @@ from conftest import Tiny
 from ftc import data_inspect
 from ftc.cli.main import main
 from ftc.codes import Stage, codes_of
+from ftc.data_report import template_problem
 from ftc.pipeline import compile_spec
 from ftc.runtime.formats import CHATML
 from layout_rows import LAYOUTS, write_jsonl
@@ -149,3 +150,13 @@ def test_a_template_file_reaches_train_py_and_the_configmap(tiny: Tiny, tmp_path
     (generator,) = kustomization["configMapGenerator"]
     assert "chat_templates__mine.jinja=files/chat_templates/mine.jinja" in generator["files"]
     assert f"'chat_template': '{template}'" in result.files["train.py"]
+
+
+def test_the_compile_time_template_check_judges_only_the_prefix_property() -> None:
+    assert template_problem(BROKEN_TEMPLATE, None) is not None
+    assert template_problem(CHATML, None) is None
+    no_system = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+                 + CHATML)
+    assert template_problem(no_system, None) is None  # tried without the system turn
+    tagged = "{% generation %}x{% endgeneration %}" + CHATML
+    assert template_problem(tagged, None) is None  # not parsable here: left to the run
