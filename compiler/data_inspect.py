@@ -34,7 +34,6 @@ from .runtime.formats import (
     UNSUPPORTED,
     WRONG_TYPE,
     RowError,
-    Segment,
     conversation,
     row_segments,
 )
@@ -220,5 +219,5 @@ def inspect_data(plan: Plan) -> list[Inspection]:
     return found
 
 
-__all__ = ["INSPECT_LINES", "KINDS", "NOT_JSON", "Inspection", "Problem", "Segment", "inspect_data",
-           "inspect_source", "longest_token_bytes"]
+__all__ = ["INSPECT_LINES", "KINDS", "NOT_JSON", "Inspection", "Problem", "inspect_data", "inspect_source",
+           "longest_token_bytes"]
