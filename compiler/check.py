@@ -9,6 +9,7 @@ the tests.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -23,7 +24,8 @@ from .estimate.params import module_names
 from .gpus import GPUS
 from .k8s import rules as k8s_rules
 from .k8s.targets import MULTI_NODE_TARGETS, TARGETS, supports
-from .plan import Plan, Spec
+from .plan import DataSource, Plan, Spec
+from .runtime.layouts import KIND_FIELDS, PRESETS
 from .runtime.method_traits import ADAPTER_KINDS, FULL_LEARNING_RATE, LORA_METHODS, METHODS, adds_virtual_tokens
 from .validate import sort_diagnostics
 
@@ -409,11 +411,67 @@ def kubernetes_output(ctx: Context) -> Iterator[Diagnostic]:
         yield replace(diag, position=ctx.at(diag.pointer))
 
 
+def _sources(ctx: Context) -> list[tuple[str, DataSource]]:
+    """(pointer, source) of data.train and every data.mixture entry."""
+    data = ctx.spec.data
+    return [("/data/train", data.train)] + [(f"/data/mixture/{i}", s) for i, s in enumerate(data.mixture or ())]
+
+
 @rule("E316")
 def chat_template_format(ctx: Context) -> Iterator[Diagnostic]:
-    train = ctx.spec.data.train
-    if train.chat_template is not None and train.format != "chat":
-        yield ctx.error("E316", "/data/train/chat_template", "chat_template applies only to format: chat")
+    for pointer, source in _sources(ctx):
+        if source.chat_template is not None and PRESETS[source.format].kind != "chat":
+            yield ctx.error("E316", f"{pointer}/chat_template",
+                            "chat_template applies only to format: chat (or sharegpt)")
+
+
+@rule("E332")
+def chat_template_file(ctx: Context) -> Iterator[Diagnostic]:
+    files: dict[str, str] = {}
+    for pointer, source in _sources(ctx):
+        name = source.chat_template
+        if name is None or name in ("chatml", "llama2"):
+            continue
+        if not os.path.isfile(name):
+            yield ctx.error("E332", f"{pointer}/chat_template", f"chat template file {name!r} does not exist "
+                            "(relative paths are resolved against the working directory)")
+        elif (first := files.setdefault(os.path.basename(name), name)) != name:
+            yield ctx.error("E332", f"{pointer}/chat_template", f"chat template files {first!r} and {name!r} "
+                            "have one name; they are bundled into one directory", "rename one of them")
+
+
+@rule("E333")
+def field_mapping(ctx: Context) -> Iterator[Diagnostic]:
+    for pointer, source in _sources(ctx):
+        kind = PRESETS[source.format].kind
+        readable = KIND_FIELDS[kind]
+        written = [name for name, column in vars(source.fields).items() if column is not None] if source.fields else []
+        for name in written:
+            if name not in readable:
+                yield ctx.error("E333", f"{pointer}/fields/{name}", f"format {source.format} has no field {name!r}",
+                                f"it reads {', '.join(readable)}")
+        if source.roles is not None and kind != "chat":
+            yield ctx.error("E333", f"{pointer}/roles", "roles apply only to format: chat (or sharegpt)")
+        if source.system_prompt is not None and kind == "text":
+            yield ctx.error("E333", f"{pointer}/system_prompt", "format text has no prompt to put a system prompt in")
+
+
+@rule("E334")
+def mixture_shares(ctx: Context) -> Iterator[Diagnostic]:
+    sources = _sources(ctx)
+    if len(sources) == 1:
+        for key in ("weight", "rows"):
+            if getattr(ctx.spec.data.train, key) is not None:
+                yield ctx.error("E334", f"/data/train/{key}", f"{key} applies only to a mixture (data.mixture)")
+        return
+    weights = [s.weight is not None for _, s in sources]
+    rows = [s.rows is not None for _, s in sources]
+    for (pointer, _), weight, count in zip(sources, weights, rows, strict=True):
+        if weight and count:
+            yield ctx.error("E334", f"{pointer}/rows", "a source of a mixture has a weight or a rows count, not both")
+    if not (all(weights) and not any(rows)) and not (all(rows) and not any(weights)):
+        yield ctx.error("E334", "/data/mixture", "every source of the mixture (data.train included) needs a weight, "
+                        "or every one a rows count", "e.g. weight: 0.5 on data.train and on each entry")
 
 
 @rule("W401")

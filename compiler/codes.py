@@ -30,6 +30,7 @@ class Stage(str, Enum):
     SCHEMA = "schema"
     CHECK = "check"
     KUBERNETES = "kubernetes"
+    DATA = "data"
     ESTIMATE = "estimate"
     MANIFESTS = "manifests"
 

@@ -17,6 +17,9 @@ TRAIN_SCRIPT = "train.py"
 K8S_DIR = "k8s"
 # The training image of the Kubernetes manifests (written with a kubernetes section only).
 DOCKERFILE = "Dockerfile"
+# Chat template files of the spec, copied here so train.py and the pod use the text that was checked
+# (the runtime's data.TEMPLATE_DIR names the same directory).
+CHAT_TEMPLATE_DIR = "chat_templates"
 
 
 @cache

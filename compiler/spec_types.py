@@ -230,8 +230,49 @@ class HubDataset:
 
 
 @dataclass(frozen=True)
+class Fields:
+    """Column names where the rows differ from the format's own (null keeps them). Which fields a format reads: alpaca
+    instruction, input, output, system; chat and sharegpt messages, role, content, system, tools; completion prompt,
+    completion, system; text text."""
+
+    instruction: str | None
+    """alpaca: the instruction column."""
+
+    input: str | None
+    """alpaca: the optional input column."""
+
+    output: str | None
+    """alpaca: the response column."""
+
+    prompt: str | None
+    """completion: the prompt column."""
+
+    completion: str | None
+    """completion: the completion column."""
+
+    text: str | None
+    """text: the text column."""
+
+    messages: str | None
+    """chat: the column holding the list of messages."""
+
+    role: str | None
+    """chat: the key of a message's role."""
+
+    content: str | None
+    """chat: the key of a message's text."""
+
+    system: str | None
+    """A column with a system prompt per row (chat: added as the first message when the conversation has none; alpaca
+    and completion: put before the prompt)."""
+
+    tools: str | None
+    """chat: the column listing the functions the assistant may call (a list, or its JSON text)."""
+
+
+@dataclass(frozen=True)
 class DataSource:
-    """The training set."""
+    """One data source: where its rows are (exactly one of `path` and `hub`) and how they are laid out."""
 
     path: str | None
     """A local .jsonl, .json, .parquet or .csv file, a directory of such files or one saved with
@@ -245,11 +286,35 @@ class DataSource:
     Hugging Face cache."""
 
     format: str
-    """Row layout: `alpaca` (instruction, input, output), `chat` (messages with role and content), `completion` (prompt,
-    completion) or `text` (text)."""
+    """Row layout: `alpaca` (instruction, input, output), `chat` (OpenAI messages: `messages` with role, content and
+    tool_calls, optional `tools`), `completion` (prompt, completion), `text` (text) or `sharegpt` (`conversations` with
+    from/value; human, gpt, system and tool roles). `fields`, `roles` and `system_prompt` change any part of it."""
 
     chat_template: str | None
-    """chat format only: null uses the tokenizer's chat template; otherwise the name of a built-in template."""
+    """chat formats only: null uses the tokenizer's chat template; `chatml` or `llama2` a built-in template; otherwise a
+    Jinja template file (.jinja or .j2), bundled into the output. The template must render a conversation prefix as a
+    prefix of the whole conversation (checked when compiling with a local tokenizer, else when the run starts)."""
+
+    fields: Fields | None
+    """Column names where the rows differ from the format's own (null keeps them). Which fields a format reads: alpaca
+    instruction, input, output, system; chat and sharegpt messages, role, content, system, tools; completion prompt,
+    completion, system; text text."""
+
+    roles: Mapping[str, str] | None
+    """chat formats only: role values of the data mapped to the roles ftc trains with (system, user, assistant, tool),
+    added to the format's own mapping (sharegpt maps human, gpt, observation and function_call)."""
+
+    system_prompt: str | None
+    """A fixed system prompt for rows without one of their own (no system column value, no system message); not for
+    format text."""
+
+    weight: float | None
+    """Mixtures only (data.train and each entry of data.mixture): this source's share of the training examples, relative
+    to the other weights."""
+
+    rows: int | None
+    """Mixtures only, instead of weights: the number of training examples drawn from this source (a seeded sample; a
+    smaller source is repeated)."""
 
 
 @dataclass(frozen=True)
@@ -277,7 +342,11 @@ class Data:
     """Training and validation data."""
 
     train: DataSource
-    """The training set."""
+    """One data source: where its rows are (exactly one of `path` and `hub`) and how they are laid out."""
+
+    mixture: tuple[DataSource, ...] | None
+    """Further sources mixed with data.train into the training set, each with its own format and mapping; give
+    data.train and every entry a `weight` (drawn in those proportions, by training.seed) or a `rows` count."""
 
     validation: Validation | None
     """Validation data: a `fraction` of the training rows held out, or a separate source at `path` (same kinds as
@@ -288,7 +357,13 @@ class Data:
     AWS_ENDPOINT_URL, AWS_REGION). Credentials come from the environment or the pod identity, never from the spec."""
 
     max_seq_length: int
-    """Longest tokenized example (or packed sequence); longer rows are counted and skipped."""
+    """Longest tokenized example (or packed sequence); what happens to longer rows is data.too_long."""
+
+    too_long: str
+    """Rows longer than max_seq_length: `skip` them (counted, with their line numbers) or `truncate` them at the end,
+    which keeps the whole prompt and cuts the response (a row whose prompt alone is too long is still skipped). skip is
+    the default because a cut response trains the model on an answer that stops mid-way without its end token; `ftc
+    validate` reports too-long rows so they can be fixed or max_seq_length raised."""
 
     packing: bool
     """Pack several examples into one sequence (without attention across example boundaries)."""

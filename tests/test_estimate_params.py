@@ -229,7 +229,7 @@ def test_lookup_by_name_variant_and_path(tmp_path: Path) -> None:
 
 def test_architecture_from_spec_then_local_config_then_catalog(tmp_path: Path) -> None:
     def model(name: str, architecture: Architecture | None = None) -> Model:
-        return Model(name_or_path=name, revision=None, tokenizer=None, trust_remote_code=False,
+        return Model(name_or_path=name, revision=None, tokenizer=None, storage=None, trust_remote_code=False,
                      architecture=architecture)
 
     spec_arch = Architecture(hidden_size=64, num_layers=2, num_attention_heads=4, num_key_value_heads=None,

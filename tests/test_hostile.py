@@ -168,17 +168,35 @@ def _variant(**sections: Any) -> dict[str, Any]:
     return out
 
 
+def _layouts(fmt: str, fields: list[str], **extra: Any) -> dict[str, Any]:
+    """A mixture of two sources of format `fmt` that rename every field it reads."""
+    def source(n: int) -> dict[str, Any]:
+        return {"path": f"/data/source-path-{n}.jsonl", "format": fmt, "weight": 1,
+                "fields": {name: f"{name}-column-{n}" for name in fields}, **extra}
+    return {"train": source(1), "mixture": [source(2)], "too_long": "truncate", "num_examples": 5000}
+
+
 BASELINES: dict[str, dict[str, Any]] = {
     "main": MAIN,
+    "chat-layout": _variant(data=_layouts("sharegpt", ["messages", "role", "content", "system", "tools"],
+                                          chat_template="chatml", roles={"role-value-1": "assistant"},
+                                          system_prompt="system-prompt-1")),
+    "alpaca-layout": _variant(data=_layouts("alpaca", ["instruction", "input", "output"])),
+    "completion-layout": _variant(data=_layouts("completion", ["prompt", "completion"])),
+    "text-layout": _variant(data=_layouts("text", ["text"])),
     "qlora": _variant(method={"type": "qlora", "lora": {"target_modules": "all-linear"},
                               "quantization": {"bits": 4, "quant_type": "nf4", "compute_dtype": "bf16"}}),
     "prompt": _variant(method={"type": "prompt_tuning", "prompt": {"init_text": "init-text-1",
                                                                      "encoder_type": "MLP"}}),
     "hub": _variant(data={
         "train": {"hub": {"id": "org-1/dataset-1", "subset": "subset-1", "split": "split-1",
-                          "revision": "data-revision-1"}, "format": "chat", "chat_template": "chatml"},
+                          "revision": "data-revision-1"}, "format": "chat", "chat_template": "chatml",
+                  "weight": 1},
         "validation": {"hub": {"id": "org-1/dataset-2", "subset": "subset-2", "split": "split-2",
-                               "revision": "data-revision-2"}, "format": "chat"}, "num_examples": 5000}),
+                               "revision": "data-revision-2"}, "format": "chat"},
+        "mixture": [{"hub": {"id": "org-1/dataset-3", "subset": "subset-3", "split": "split-3",
+                             "revision": "data-revision-3"}, "format": "chat", "weight": 1}],
+        "num_examples": 5000}),
     "adapter": _variant(method={"type": "adapter", "adapter": {
         "kind": "ia3", "target_modules": ["adapter-module-1", "ff-module-1"], "feedforward_modules": ["ff-module-1"]}}),
 }

@@ -130,7 +130,7 @@ def test_reachability_is_a_kubernetes_rule_only() -> None:
 ])
 def test_mount_clashes_are_errors(volumes: list[dict[str, Any]], image_paths: list[str], output: str | None,
                                   pointer: str) -> None:
-    data = spec(**{"data.train.path": "s3://b/train.jsonl", "checkpointing.storage": {"uri": "s3://b/c"},
+    data = spec(**{"data.train.path": "s3://bkt/train.jsonl", "checkpointing.storage": {"uri": "s3://bkt/c"},
                    "kubernetes": _k8s(volumes=volumes, image_paths=image_paths)})
     if output is not None:
         data["output"] = {"dir": output}
@@ -140,7 +140,7 @@ def test_mount_clashes_are_errors(volumes: list[dict[str, Any]], image_paths: li
 
 
 def test_a_volume_inside_the_working_directory_is_fine() -> None:
-    data = spec(**{"data.train.path": "data/train.jsonl", "checkpointing.storage": {"uri": "s3://b/c"},
+    data = spec(**{"data.train.path": "data/train.jsonl", "checkpointing.storage": {"uri": "s3://bkt/c"},
                    "kubernetes": _k8s(volumes=[{"name": "data", "claim": "c", "mount_path": "data"}])})
     result = _compiled(data, strict=True)
     assert result.ok, [d.message for d in result.diagnostics]
@@ -211,8 +211,8 @@ EXPECTED: list[tuple[str, str, dict[str, list[str]] | None]] = [
 @pytest.mark.parametrize(("provider", "gpu", "expected"), EXPECTED)
 def test_provider_and_gpu_give_the_node_affinity(provider: str, gpu: str,
                                                  expected: dict[str, list[str]] | None) -> None:
-    data = spec(**{"resources.gpu": gpu, "resources.spot": True, "checkpointing.storage": {"uri": "s3://b/c"},
-                   "data.train.path": "s3://b/train.jsonl", "training.precision": "fp16" if gpu == "T4" else "bf16",
+    data = spec(**{"resources.gpu": gpu, "resources.spot": True, "checkpointing.storage": {"uri": "s3://bkt/c"},
+                   "data.train.path": "s3://bkt/train.jsonl", "training.precision": "fp16" if gpu == "T4" else "bf16",
                    "kubernetes": _k8s(spot_provider=provider)})
     result = _compiled(data)
     if expected is None:
@@ -239,7 +239,7 @@ def test_the_table_holds_valid_label_values() -> None:
 
 def test_an_explicit_label_overrides_the_provider() -> None:
     k8s = _k8s(spot_provider="karpenter", gpu_product_label="example.com/gpu", gpu_product_values=["a100-80"])
-    plan = _compiled(spec(**{"resources.gpu": "A100-80GB", "data.train.path": "s3://b/t.jsonl",
+    plan = _compiled(spec(**{"resources.gpu": "A100-80GB", "data.train.path": "s3://bkt/t.jsonl",
                              "kubernetes": k8s})).plan
     pod = yaml.safe_load(render(plan)["k8s/job.yaml"])["spec"]["template"]["spec"]
     (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]

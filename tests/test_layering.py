@@ -7,8 +7,9 @@
 - The drivers (pipeline, cli/, tiny) may import any stage; no stage imports a driver.
 - compiler/runtime/ is copied into out/ as ftc_runtime/: it imports only itself, relatively, never `ftc`.
 - The compile path never imports the training stack (torch, transformers, peft, ...), and of the runtime
-  only its two pure modules, method_traits and exitcodes. Only `ftc run`'s preflight and the tiny-model
-  builder use the training stack, inside the functions that need it (importing them stays cheap).
+  only its pure modules: method_traits, exitcodes and the row rules (formats, layouts). Only `ftc run`'s
+  preflight and the tiny-model builder use the training stack, inside the functions that need it
+  (importing them stays cheap).
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("resolve", ("ftc.resolve",)),
     ("plan", ("ftc.plan", "ftc.spec_types")),
     ("estimate", ("ftc.estimate",)),
-    ("check", ("ftc.check", "ftc.k8s.targets", "ftc.k8s.layout", "ftc.k8s.rules")),
+    ("check", ("ftc.check", "ftc.k8s.targets", "ftc.k8s.layout", "ftc.k8s.rules", "ftc.data_inspect",
+               "ftc.data_report")),
     ("render", ("ftc.render", "ftc.k8s")),
     ("write", ("ftc.write",)),
     ("driver", ("ftc.pipeline", "ftc.cli", "ftc.tiny")),
 ]
 RUNTIME = "ftc.runtime"
-PURE_RUNTIME = {"ftc.runtime.method_traits", "ftc.runtime.exitcodes"}
+# Pure runtime modules (the standard library and jinja2 only): the row rules validate shares with the run.
+PURE_RUNTIME = {"ftc.runtime.method_traits", "ftc.runtime.exitcodes", "ftc.runtime.formats", "ftc.runtime.layouts"}
 TRAINING_STACK = {"torch", "transformers", "peft", "datasets", "accelerate", "deepspeed", "bitsandbytes", "trl",
                   "tokenizers"}
 # Off the compile path: they may use the training stack, and the rest of the runtime, inside functions.
@@ -170,7 +173,7 @@ def test_the_checker_reports_each_kind_of_break(tmp_path: Path) -> None:
         "ftc.check:1: imports ftc.k8s.manifests (render), a later layer than check",
         "ftc.plan:2: imports ftc.pipeline (driver), a later layer than plan",
         "ftc.resolve:1: imports ftc.runtime.methods (of the runtime only "
-        "['ftc.runtime.exitcodes', 'ftc.runtime.method_traits'])",
+        "['ftc.runtime.exitcodes', 'ftc.runtime.formats', 'ftc.runtime.layouts', 'ftc.runtime.method_traits'])",
         "ftc.validate:2: imports torch.nn (the compile path stays off the training stack)",
         "ftc.load:1: imports ftc.k8s_validate, which does not exist",
         "ftc.tiny:1: imports transformers (the compile path stays off the training stack)",

@@ -41,3 +41,12 @@ def test_the_data_sources_snippet_compiles_with_object_store_and_hub_sources() -
     assert data.train.path is None and data.train.hub is not None and data.train.hub.id == "tatsu-lab/alpaca"
     assert data.validation is not None and data.validation.path == "s3://datasets/alpaca/val.jsonl"
     assert result.plan.spec.model.name_or_path.startswith("s3://")
+
+
+def test_the_data_layouts_snippet_is_a_mixture_of_mapped_sources() -> None:
+    (block,) = _yaml_blocks("Data layouts")
+    result = plan_of(deep_merge(BASE, yaml.safe_load(block)))
+    assert result.plan is not None, codes(result)
+    data = result.plan.spec.data
+    assert data.train.format == "sharegpt" and data.train.roles == {"customer": "user", "agent": "assistant"}
+    assert data.mixture is not None and [s.weight for s in (data.train, *data.mixture)] == [0.7, 0.3]

@@ -141,10 +141,11 @@ def test_skipped_rows_are_counted_by_reason_and_logged(tiny: Tiny, tmp_path: Pat
     plan = make_plan(tiny.model_dir, path, tmp_path / "out", data={"validation": {"fraction": 0.2}})
     with caplog.at_level(logging.INFO, logger="ftc"):
         data = prepare_planned_data(plan, tokenizer)
-    assert data.skipped["train"] == {"empty": 2, "malformed": 3, "too_long": 1}
-    assert data.skipped["validation"] == {"empty": 0, "malformed": 0, "too_long": 0}
+    assert data.skipped["train"] == {"empty": 2, "malformed": 3, "too_long": 1, "unsupported": 0}
+    assert data.skipped["validation"] == {"empty": 0, "malformed": 0, "too_long": 0, "unsupported": 0}
     assert data.rows == {"train": 8, "validation": 2}
-    assert "16 rows, 10 used, skipped 6 (empty=2, malformed=3, too_long=1)" in caplog.text
+    assert "16 rows, 10 used, skipped 6 (empty=2, malformed=3, too_long=1, unsupported=0)" in caplog.text
+    assert "first skipped: empty at line 12, 15; malformed at line 13, 14, 16; too_long at line 11" in caplog.text
 
 
 def test_fraction_split_is_seeded(tiny: Tiny, tmp_path: Path, tokenizer: Any) -> None:

@@ -126,8 +126,9 @@ def test_hub_data_set_reads_through_load_dataset_offline(tiny: Tiny, tmp_path: P
     repo = hub_repository(tmp_path / "repo", rows[:300], rows[300:])
     hub = {"id": str(repo), "subset": None, "split": "train", "revision": None}
     source = open_source({"path": None, "hub": hub})
-    assert source.read() == (rows[:300], {})
-    assert open_source({"path": None, "hub": {**hub, "split": "test"}}).read()[0] == rows[300:]
+    read = source.read()
+    assert (read.rows, read.numbers, read.problems) == (rows[:300], list(range(1, 301)), {})
+    assert open_source({"path": None, "hub": {**hub, "split": "test"}}).read().rows == rows[300:]
     with pytest.raises(ConfigError, match="nope"):
         open_source({"path": None, "hub": {**hub, "split": "nope"}})
     with pytest.raises(ConfigError, match="HF_DATASETS_OFFLINE"):

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.slow
 METRIC_KEYS = {
     "attention_implementation", "content_hash", "early_stopped", "eval_loss", "eval_loss_history", "ftc_version",
     "global_step", "loss_curve", "method", "packing", "peak_memory_bytes", "peak_memory_source", "resumed_from", "rows",
-    "skipped_rows", "train_loss", "train_loss_history", "train_runtime_seconds", "train_tokens",
-    "train_tokens_per_second", "world_size",
+    "skipped_rows", "sources", "train_loss", "train_loss_history", "train_runtime_seconds", "train_tokens",
+    "train_tokens_per_second", "truncated_rows", "world_size",
 }
 
 
@@ -69,7 +69,7 @@ def test_lora_learns_saves_reloads_and_generates(tiny: Tiny, tmp_path: Path,
     assert metrics["global_step"] == 40 and metrics["method"] == "lora"
     assert metrics["attention_implementation"] == "sdpa"
     assert metrics["rows"] == {"train": 360, "validation": 40} and metrics["packing"] is False
-    assert metrics["skipped_rows"]["train"] == {"empty": 0, "malformed": 0, "too_long": 0}
+    assert metrics["skipped_rows"]["train"] == {"empty": 0, "malformed": 0, "too_long": 0, "unsupported": 0}
     assert 40 * 8 * 15 < metrics["train_tokens"] < 40 * 8 * 40  # 8 rows of 15-40 real tokens per step
     assert metrics["train_tokens_per_second"] > 0 and metrics["peak_memory_bytes"] > 50 * 2**20
     assert metrics["early_stopped"] is False and metrics["resumed_from"] is None

@@ -120,6 +120,8 @@ def validate_cmd(spec: str, strict: bool, as_json: bool, k8s: bool) -> None:
     if as_json:
         click.echo(dumps(diagnostics, spec))
     else:
+        for inspection in result.inspections:  # how much of each data source was read
+            click.echo(inspection.summary(), err=True)
         _report(diagnostics, spec)
         if ok:
             click.echo(f"{spec}: valid")

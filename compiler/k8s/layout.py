@@ -197,10 +197,16 @@ class Mount:
 
 def pod_reads(spec: Spec) -> list[tuple[str, str, bool]]:
     """(pointer, path, may be a Hub id) of every data, model and tokenizer path the pod reads."""
-    reads = [("/data/train/path", spec.data.train.path, False)]
-    validation = spec.data.validation
-    if validation is not None and validation.path is not None:
-        reads.append(("/data/validation/path", validation.path, False))
+    sources = [("/data/train", spec.data.train)]
+    sources += [(f"/data/mixture/{i}", source) for i, source in enumerate(spec.data.mixture or ())]
+    if spec.data.validation is not None:
+        sources.append(("/data/validation", spec.data.validation))
+    reads = []
+    for pointer, source in sources:
+        if source.path is not None:
+            reads.append((f"{pointer}/path", source.path, False))
+        elif source.hub is not None:  # a Hub id, or a local directory laid out as a Hub data set repository
+            reads.append((f"{pointer}/hub/id", source.hub.id, True))
     reads.append(("/model/name_or_path", spec.model.name_or_path, True))
     if spec.model.tokenizer is not None:
         reads.append(("/model/tokenizer", spec.model.tokenizer, True))

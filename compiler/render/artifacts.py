@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 from ..estimate import report as estimate_report
 from ..k8s.manifests import render_kubernetes
 from ..out_files import (
     ACCELERATE_CONFIG,
+    CHAT_TEMPLATE_DIR,
     DEEPSPEED_CONFIG,
     DOCKERFILE,
     MANIFEST,
@@ -33,6 +36,15 @@ def runtime_files() -> dict[str, str]:
     is still found.
     """
     return {f"{RUNTIME_DIR}/{name}": text for name, text in package_texts("ftc.runtime", ".py").items()}
+
+
+def chat_template_files(plan: Plan) -> dict[str, str]:
+    """The spec's chat template files, read from where the spec names them (the check stage made sure
+    they exist), bundled under chat_templates/ by file name."""
+    data = plan.spec.data
+    names = {source.chat_template for source in (data.train, *(data.mixture or ()))}
+    return {f"{CHAT_TEMPLATE_DIR}/{os.path.basename(name)}": Path(name).read_text(encoding="utf-8")
+            for name in sorted(n for n in names if n is not None and n not in ("chatml", "llama2"))}
 
 
 def train_script(plan: Plan) -> str:
@@ -68,6 +80,7 @@ def render(plan: Plan) -> dict[str, str]:
     if ds is not None:
         files[DEEPSPEED_CONFIG] = json_text(ds)
     files.update(runtime_files())
+    files.update(chat_template_files(plan))
     bundle = dict(files)  # what the pods need (the ConfigMap of k8s/)
     if plan.spec.kubernetes is not None:
         files[DOCKERFILE] = dockerfile(plan, header)

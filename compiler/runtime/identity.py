@@ -7,8 +7,8 @@ dict (plan.json, PLAN in train.py) with the standard library only, so the compil
 In the identity (`IN`; a section listed whole includes every setting below it):
 - model: `name_or_path`, `revision`, `tokenizer`;
 - method: the whole section (type, LoRA/adapter/prompt/quantization settings);
-- data: `train` and `validation` (path, format, chat template, split fraction), `max_seq_length`,
-  `packing`, `train_on_inputs`;
+- data: `train`, `mixture` and `validation` (path, format, field and role maps, chat template, weights,
+  split fraction), `max_seq_length`, `too_long`, `packing`, `train_on_inputs`;
 - training: optimizer, learning rate, schedule, warmup, weight decay, gradient clipping, batch sizes
   (micro, accumulation, global), precision, seed, early stopping;
 - performance.deepspeed (the ZeRO stage and offloading decide the checkpoint's layout);
@@ -48,7 +48,7 @@ IN = (
     "spec.model.name_or_path", "spec.model.revision", "spec.model.tokenizer",
     "spec.method",
     "spec.data.train", "spec.data.validation", "spec.data.max_seq_length", "spec.data.packing",
-    "spec.data.train_on_inputs",
+    "spec.data.train_on_inputs", "spec.data.mixture", "spec.data.too_long",
     "spec.training.optimizer", "spec.training.learning_rate", "spec.training.lr_scheduler",
     "spec.training.warmup_ratio", "spec.training.weight_decay", "spec.training.max_grad_norm",
     "spec.training.micro_batch_size", "spec.training.gradient_accumulation_steps",

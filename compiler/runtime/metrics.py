@@ -9,7 +9,10 @@ Keys:
   processes together; after a resume only the steps run since;
 - peak_memory_bytes with peak_memory_source (cuda_max_allocated, else process_max_rss);
 - attention_implementation, packing (whether examples were actually packed), method, world_size;
-- rows (examples used per split) and skipped_rows ({split: {empty, malformed, too_long}});
+- rows (examples used per split), skipped_rows ({split: {empty, malformed, too_long, unsupported}}),
+  truncated_rows ({split: rows cut to max_seq_length under data.too_long: truncate}) and sources
+  (a mixture's [{source, examples}] drawn into the training set before the validation split, each
+  source named by its path, URI or hub:id[split]; else null);
 - early_stopped, resumed_from (checkpoint path or null), ftc_version, content_hash (the plan's);
 - loss_curve: "loss_curve.png" (train and eval loss against the step, next to metrics.json), or null
   when matplotlib is not installed.
@@ -65,11 +68,13 @@ def collect_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData
         "resumed_from": result.resumed_from,
         "rows": data.rows,
         "skipped_rows": data.skipped,
+        "sources": data.sources,
         "train_loss": result.output.training_loss,
         "train_loss_history": train_history,
         "train_runtime_seconds": runtime,
         "train_tokens": tokens,
         "train_tokens_per_second": tokens / runtime if runtime > 0 else 0.0,
+        "truncated_rows": data.truncated,
         "world_size": trainer.args.world_size,
     }
 

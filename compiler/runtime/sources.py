@@ -32,7 +32,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -49,7 +49,32 @@ SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 # Files that `datasets.save_to_disk` writes into the directory it saves (one split, or several).
 SAVED_MARKERS = ("state.json", "dataset_dict.json")
 REMOTE_SCHEMES = ("s3", "gs")
-Rows = tuple[list[Any], Counter[str]]
+
+
+@dataclass
+class Rows:
+    """Rows of a source with the number each came from (from 1), and the numbers of lines that are not rows.
+
+    `unit` says what a number counts: `line` for one JSON lines or CSV file (the line in that file),
+    `row` otherwise (the position among all rows and bad lines of the source, in reading order).
+    """
+
+    rows: list[Any]
+    numbers: list[int]
+    problems: dict[str, list[int]] = field(default_factory=dict)
+    unit: str = "row"
+
+    def counts(self) -> Counter[str]:
+        """How many lines are not rows, by reason."""
+        return Counter({reason: len(lines) for reason, lines in self.problems.items()})
+
+    def problem(self, reason: str, number: int) -> None:
+        self.problems.setdefault(reason, []).append(number)
+
+
+def numbered(rows: list[Any]) -> Rows:
+    """`rows` numbered 1, 2, … (sources without lines: parquet, saved and Hub data sets)."""
+    return Rows(rows, list(range(1, len(rows) + 1)))
 
 
 @dataclass(frozen=True)
@@ -77,9 +102,10 @@ def open_source(source: Mapping[str, Any], storage: Mapping[str, Any] | None = N
     return _local_source(path)
 
 
-def read_rows(path: str, storage: Mapping[str, Any] | None = None) -> Rows:
+def read_rows(path: str, storage: Mapping[str, Any] | None = None) -> tuple[list[Any], Counter[str]]:
     """Rows of the source at `path` (see the module), and the counts of lines that are not rows."""
-    return open_source({"path": path, "hub": None}, storage).read()
+    read = open_source({"path": path, "hub": None}, storage).read()
+    return read.rows, read.counts()
 
 
 # Local files
@@ -129,14 +155,24 @@ def _local_source(path: str) -> Source:
 
 def _read_local(root: Path, label: str) -> Rows:
     if root.is_dir() and _is_saved(root):
-        return _read_saved(root, label), Counter()
-    rows: list[Any] = []
-    problems: Counter[str] = Counter()
-    for file in _data_files(root, label):
-        more, found = read_file(file)
-        rows.extend(more)
-        problems.update(found)
-    return rows, problems
+        return numbered(_read_saved(root, label))
+    files = _data_files(root, label)
+    if len(files) == 1:
+        return read_file(files[0])
+    out = Rows([], [])
+    seen = 0  # rows and bad lines of the files before, in reading order
+    for file in files:
+        part = read_file(file)
+        order = sorted([(n, "row", i) for i, n in enumerate(part.numbers)]
+                       + [(n, reason, -1) for reason, lines in part.problems.items() for n in lines])
+        for position, (_, kind, index) in enumerate(order, start=seen + 1):
+            if kind == "row":
+                out.rows.append(part.rows[index])
+                out.numbers.append(position)
+            else:
+                out.problem(kind, position)
+        seen += len(order)
+    return out
 
 
 def _read_saved(directory: Path, label: str) -> list[Any]:
@@ -149,27 +185,29 @@ def _read_saved(directory: Path, label: str) -> list[Any]:
 
 
 def read_file(source: Path) -> Rows:
-    """Rows of one .jsonl/.json/.parquet/.csv file, and the counts of lines that are not rows."""
+    """Rows of one .jsonl/.json/.parquet/.csv file with their numbers, and the lines that are not rows."""
     suffix = source.suffix.lower()
     if suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(source)).to_list(), Counter()
+        return numbered(datasets.Dataset.from_parquet(str(source)).to_list())
     if suffix == ".csv":
         return _read_csv(source)
     return _read_json(source)
 
 
 def _read_csv(source: Path) -> Rows:
-    rows: list[Any] = []
-    problems: Counter[str] = Counter()
+    out = Rows([], [], unit="line")
     with open(source, encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        for row in reader:
+            number = reader.line_num  # the line the row ends on (a quoted value may span lines)
             if None in row or None in row.values():  # more fields than the header, or fewer
-                problems[MALFORMED] += 1
+                out.problem(MALFORMED, number)
             elif not any(value.strip() for value in row.values()):
-                problems[EMPTY] += 1
+                out.problem(EMPTY, number)
             else:
-                rows.append(row)
-    return rows, problems
+                out.rows.append(row)
+                out.numbers.append(number)
+    return out
 
 
 def _read_json(source: Path) -> Rows:
@@ -180,20 +218,20 @@ def _read_json(source: Path) -> Rows:
         except json.JSONDecodeError:
             whole = None  # not one JSON document: read it as JSON lines
         if isinstance(whole, list):
-            return whole, Counter()
+            return numbered(whole)
         if whole is not None:
             raise ConfigError(f"{source}: expected a JSON array of rows, got {type(whole).__name__}")
-    rows: list[Any] = []
-    problems: Counter[str] = Counter()
-    for line in text.splitlines():
+    out = Rows([], [], unit="line")
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
-            problems[EMPTY] += 1
+            out.problem(EMPTY, number)
             continue
         try:
-            rows.append(json.loads(line))
+            out.rows.append(json.loads(line))
+            out.numbers.append(number)
         except json.JSONDecodeError:
-            problems[MALFORMED] += 1
-    return rows, problems
+            out.problem(MALFORMED, number)
+    return out
 
 
 # Object storage
@@ -268,7 +306,7 @@ def _hub_source(hub: Mapping[str, Any]) -> Source:
         raise ConfigError(f"data set {label}: name one split (data.*.hub.split)")
     # The fingerprint datasets gives the loaded split: it follows the resolved revision and data files.
     identity = {"hub": dict(hub), "fingerprint": loaded._fingerprint}
-    return Source(label, identity, lambda: (loaded.to_list(), Counter()))
+    return Source(label, identity, lambda: numbered(loaded.to_list()))
 
 
 # Models and tokenizers on object storage
