@@ -32,6 +32,7 @@ CLASS_NAMES: dict[str, str] = {
     "/performance/deepspeed": "DeepSpeed",
     "/kubernetes/tolerations/items": "Toleration",
     "/kubernetes/secrets/*": "SecretRef",
+    "/objective/grpo/rewards/items": "Reward",
 }
 
 # Nullable in the spec, never null once resolved: `ftc.resolve` fills them (learning_rate from the
