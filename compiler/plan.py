@@ -56,9 +56,9 @@ Targets = typing.get_type_hints(Lora)["target_modules"]
 
 __all__ = [
     "Adapter", "Architecture", "Checkpointing", "Data", "DeepSpeed", "Derived", "EarlyStopping", "Kubernetes",
-    "Lora", "Metadata", "Method", "Mlflow", "Model", "Monitoring", "Objective", "Output", "Performance", "Plan", "Prompt",
-    "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Targets", "Toleration", "DataSource", "Training",
-    "Validation", "Wandb", "WorkloadIdentity", "content_hash", "make_plan",
+    "Lora", "Metadata", "Method", "Mlflow", "Model", "Monitoring", "Objective", "Output", "Performance", "Plan",
+    "Prompt", "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Targets", "Toleration", "DataSource",
+    "Training", "Validation", "Wandb", "WorkloadIdentity", "content_hash", "make_plan",
 ]
 
 

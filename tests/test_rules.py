@@ -14,6 +14,7 @@ import pytest
 from ftc import check as check_stage
 from ftc.codes import CODES, Severity, Stage, codes_of, markdown
 from ftc.diagnostics import Diagnostic, error, warning
+from objective_cases import OBJECTIVE_CASES
 from specs import codes, plan_of, spec
 
 K8S = {"image": "ghcr.io/acme/train:1.0"}
@@ -88,6 +89,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("E354", {"resources.gpu": "L4", "kubernetes": {**K8S, "gpu_product_label": "cloud.google.com/gke-accelerator"}},
      {"resources.gpu": "A10G", "kubernetes": {**K8S, "gpu_product_label": "cloud.google.com/gke-accelerator"}}),
     ("W454", {"kubernetes": {**K8S, "grace_period_seconds": 40}}, {"kubernetes": {**K8S, "grace_period_seconds": 39}}),
+    *OBJECTIVE_CASES,
 ]
 
 

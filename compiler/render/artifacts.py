@@ -6,7 +6,16 @@ import hashlib
 
 from ..estimate import report as estimate_report
 from ..k8s.manifests import render_kubernetes
-from ..out_files import ACCELERATE_CONFIG, DEEPSPEED_CONFIG, MANIFEST, PLAN, RUNTIME_DIR, TRAIN_SCRIPT, package_texts
+from ..out_files import (
+    ACCELERATE_CONFIG,
+    DEEPSPEED_CONFIG,
+    MANIFEST,
+    PLAN,
+    RUNTIME_DIR,
+    TRAIN_SCRIPT,
+    package_texts,
+    reward_files,
+)
 from ..plan import Plan
 from . import configs, requirements
 from .readme import readme
@@ -26,7 +35,21 @@ def runtime_files() -> dict[str, str]:
 
 
 def train_script(plan: Plan) -> str:
-    """train.py: the plan as one literal (PLAN, identical to plan.json) and the steps that read it."""
+    """train.py: the plan as one literal (PLAN, identical to plan.json) and the steps that read it.
+
+    An objective other than SFT gets the script of TRL's trainers (train_objective.py.j2).
+    """
+    objective = plan.spec.objective
+    if objective is not None and objective.type != "sft":
+        return render_template(
+            "train_objective.py.j2",
+            header=comment_header(plan),
+            plan_literal=python_literal(plan.to_dict()),
+            training_arguments_literal=python_literal(training_arguments(plan)),
+            objective=objective.type,
+            method=plan.spec.method.type,
+            smoke=objective.type != "reward",
+        )
     return render_template(
         "train.py.j2",
         header=comment_header(plan),
@@ -58,6 +81,7 @@ def render(plan: Plan) -> dict[str, str]:
     if ds is not None:
         files[DEEPSPEED_CONFIG] = json_text(ds)
     files.update(runtime_files())
+    files.update(reward_files(plan))
     files["README.md"] = readme(plan, files)
     files.update(render_kubernetes(plan, {p: t for p, t in files.items() if p != "README.md"}))
     # `ftc estimate` at compile time (spec only, no local files): not needed by the job, so not in k8s/
