@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from ..gpus import GPUS
 from ..plan import Plan
 from .fit import FITS, Change, Fit, changes_to_fit, fit_table, on_gpu, status_of
-from .memory import GIB, Memory, estimate_memory
+from .memory import GIB, Memory
 from .models import Architecture, ArchitectureError, EstimateError, resolve_architecture
-from .objective import objective_memory, objective_time, objective_workload
+from .objective import objective_time, objective_workload, plan_memory
 from .throughput import PriceError, Prices, Time, builtin_prices, estimate_time, load_prices
 from .tokens import DataSize, data_size, validation_size
 from .workload import Workload, from_plan
@@ -84,7 +84,7 @@ def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: P
     arch = resolve_architecture(spec.model, local_files)
     prices = prices or builtin_prices()
     workload = objective_workload(from_plan(plan, arch), plan)  # pairs, GRPO's completions
-    memory = objective_memory(estimate_memory(workload), workload, plan)  # reference model, generation
+    memory = plan_memory(plan, arch)  # with the reference model and GRPO's generation
     size = data_size(spec.data, local_files)
     validation = validation_size(spec.data, local_files)
     chosen_name = spec.resources.gpu

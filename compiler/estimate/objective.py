@@ -19,10 +19,11 @@ import dataclasses
 
 from ..plan import Plan
 from ..runtime.objective_traits import PAIRED, WITH_REFERENCE
-from .memory import Memory
+from .memory import Memory, estimate_memory
+from .models import Architecture
 from .params import base_counts
 from .throughput import Time
-from .workload import Workload
+from .workload import Workload, from_plan
 
 # Decoding generates one token per forward pass per sequence: memory-bound, about a tenth of the
 # throughput of a training forward pass over whole sequences.
@@ -49,11 +50,20 @@ def _precomputed(plan: Plan) -> bool:
 def objective_workload(w: Workload, plan: Plan) -> Workload:
     """`w` with the sequences the objective really runs: chosen and rejected, or prompt and completion."""
     kind = _kind(plan)
+    if kind == "sft":
+        return w
+    unpacked = dataclasses.replace(w, packing=False)  # TRL's trainers pad every row, they do not pack
     if kind in PAIRED:
-        return dataclasses.replace(w, micro_batch=2 * w.micro_batch)
+        return dataclasses.replace(unpacked, micro_batch=2 * w.micro_batch)
     if kind == "grpo" and plan.spec.objective is not None:
-        return dataclasses.replace(w, seq_len=w.seq_len + plan.spec.objective.grpo.max_new_tokens)
-    return w
+        return dataclasses.replace(unpacked, seq_len=w.seq_len + plan.spec.objective.grpo.max_new_tokens)
+    return unpacked
+
+
+def plan_memory(plan: Plan, arch: Architecture) -> Memory:
+    """Peak memory of `plan` on `arch` with the objective's workload and terms."""
+    workload = objective_workload(from_plan(plan, arch), plan)
+    return objective_memory(estimate_memory(workload), workload, plan)
 
 
 def reference_bytes(w: Workload, plan: Plan) -> float:
