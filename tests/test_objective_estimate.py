@@ -15,7 +15,8 @@ PROMPTS = {"path": "/q.jsonl", "format": "prompt"}
 
 
 def _plan(**changes: Any) -> Plan:
-    return make_plan(resolve(make_spec(**{"training.max_steps": 100, **changes})))
+    # unpacked like the objectives' trainers, so SFT is comparable
+    return make_plan(resolve(make_spec(**{"training.max_steps": 100, "data.packing": False, **changes})))
 
 
 def _run(**changes: Any) -> Any:

@@ -118,10 +118,11 @@ def objective_time(time: Time, w: Workload, plan: Plan) -> Time:
         return time
     forward_per_token = time.flops_per_token / 3.0  # forward + backward (2×) of the training pass
     extra = 0.0
-    if kind in PAIRED:
-        extra += time.train_tokens * time.flops_per_token  # the second sequence of every pair
+    sequences = 2.0 if kind in PAIRED else 1.0
+    if kind in PAIRED:  # the second sequence of every pair, in training and in evaluation
+        extra += time.train_tokens * time.flops_per_token + time.eval_tokens * forward_per_token
     if uses_reference(plan):
-        extra += time.train_tokens * forward_per_token * (2.0 if kind in PAIRED else 1.0)
+        extra += (time.train_tokens + time.eval_tokens) * forward_per_token * sequences
     if kind == "kto":
         extra += time.train_tokens * forward_per_token * (2.0 if uses_reference(plan) else 1.0)
     if kind == "grpo" and plan.spec.objective is not None:
@@ -130,5 +131,5 @@ def objective_time(time: Time, w: Workload, plan: Plan) -> Time:
         extra += generated * forward_per_token * DECODE_SLOWDOWN
     total = time.total_flops + extra
     hours = time.hours * total / time.total_flops if time.total_flops else time.hours
-    train_tokens = time.train_tokens * (2.0 if kind in PAIRED else 1.0)
-    return dataclasses.replace(time, train_tokens=train_tokens, total_flops=total, hours=hours)
+    return dataclasses.replace(time, train_tokens=time.train_tokens * sequences,
+                               eval_tokens=time.eval_tokens * sequences, total_flops=total, hours=hours)
