@@ -1,7 +1,7 @@
 """Data and measures for the objective tests: word reversal as preference pairs, prompts and labels.
 
-`chosen` is the reversed word (what the tiny model can learn), `rejected` a wrong answer: the word
-itself or its letters rotated by one. The margin of a model on a pair is log p(chosen | prompt) -
+`chosen` is the reversed word (what the tiny model can learn), `rejected` a wrong answer: another
+word. The margin of a model on a pair is log p(chosen | prompt) -
 log p(rejected | prompt), summed over the completion tokens.
 """
 
@@ -25,11 +25,13 @@ def make_pairs(rows: int, seed: int) -> list[dict[str, str]]:
     """Preference rows {prompt, chosen, rejected} of distinct words."""
     rng = random.Random(seed)
     pairs = []
-    for index in range(rows):
+    for _ in range(rows):
         word = _word(rng)
         while word == word[::-1]:
             word = _word(rng)
-        wrong = word if index % 2 else word[1:] + word[0]
+        wrong = _word(rng)
+        while wrong == word[::-1]:
+            wrong = _word(rng)
         pairs.append({"prompt": f"Reverse {word}:", "chosen": f" {word[::-1]}", "rejected": f" {wrong}"})
     return pairs
 

@@ -11,7 +11,7 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 def numeric_closeness(completions, answer, **columns):
     rewards = []
-    for completion, expected in zip(completions, answer):
+    for completion, expected in zip(completions, answer, strict=True):
         text = completion if isinstance(completion, str) else completion[-1]["content"]
         found = NUMBER.findall(text)
         if not found:
