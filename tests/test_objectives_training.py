@@ -3,20 +3,30 @@
 The data: word reversal (tests/objective_helpers.py). `chosen` is the reversed word, `rejected` another
 word; the measure on held-out pairs is the share the model prefers chosen (log p(chosen | prompt) >
 log p(rejected | prompt)) and the mean log-prob margin. The required gains were measured on the tiny
-model (seeded: runs repeat exactly) and set at about half the observed gain, rounded down:
+model (seeded: runs repeat exactly); the margin gain required is about half the observed one:
 
-=========  =====  ====  ==============  =====================  ================
-objective  steps  lr    held-out share  mean margin            required
-=========  =====  ====  ==============  =====================  ================
-(base)                  0.62            3.35
-dpo        30     3e-3  see REQUIRED    see REQUIRED           share +0.15, margin +2
-=========  =====  ====  ==============  =====================  ================
+============  ======  =====  ====  ==============  ===============  ==================
+objective     method  steps  lr    held-out share  mean margin      required gain
+============  ======  =====  ====  ==============  ===============  ==================
+(untrained)                        0.617           3.35
+dpo           lora    30     3e-3  0.817           12.27            share 0.1, margin 4
+dpo           qlora   30     3e-3  0.800           12.04            share 0.1, margin 4
+kto           lora    30     3e-3  0.850           11.92            share 0.1, margin 4
+orpo (β 1)    lora    30     3e-3  0.783           8.06             share 0.1, margin 2
+simpo         lora    30     3e-3  0.833           12.64            share 0.1, margin 2
+============  ======  =====  ====  ==============  ===============  ==================
+
+A reward model (full fine-tuning, 100 steps, lr 1e-3) ranks 48 of 60 held-out chosen answers first
+(0.80 required). GRPO with the exact-match reward, 60 steps of 2 prompts x 8 completions (about a minute
+on 2 shared cores): greedy exact match 0.400 -> 0.667 and mean sampled reward 0.165 -> 0.248 on 60 held-out
+prompts (0.1 and 0.05 required). SFT (20 steps) then DPO (20 steps) from its adapter: margin 6.39 -> 13.77.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 from pathlib import Path
 from typing import Any
@@ -24,7 +34,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import Tiny
-from objective_helpers import make_pairs, preference, write_jsonl
+from objective_helpers import LETTERS, make_pairs, preference, write_jsonl
 from peft import PeftModel
 from runtime_plans import compiled_training_arguments, make_plan, render_train_script, run_in_process
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
@@ -35,11 +45,11 @@ TRAIN_PAIRS = 300
 HELD_OUT = make_pairs(60, seed=99)
 # objective: (method, steps, learning rate, required gain of the held-out share, of the mean margin)
 REQUIRED: dict[str, tuple[str, int, float, float, float]] = {
-    "dpo": ("lora", 30, 3e-3, 0.15, 2.0),
-    "kto": ("lora", 30, 3e-3, 0.15, 2.0),
-    "orpo": ("lora", 30, 3e-3, 0.15, 1.0),
-    "simpo": ("lora", 30, 3e-3, 0.15, 2.0),
-    "dpo-qlora": ("qlora", 30, 3e-3, 0.15, 2.0),
+    "dpo": ("lora", 30, 3e-3, 0.1, 4.0),
+    "kto": ("lora", 30, 3e-3, 0.1, 4.0),
+    "orpo": ("lora", 30, 3e-3, 0.1, 2.0),
+    "simpo": ("lora", 30, 3e-3, 0.1, 2.0),
+    "dpo-qlora": ("qlora", 30, 3e-3, 0.1, 4.0),
 }
 
 
@@ -48,10 +58,10 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", make_pairs(TRAIN_PAIRS, seed=1))
 
 
-def _train(tiny: Tiny, root: Path, data: Path, fmt: str, objective: dict[str, Any], **sections: Any) -> dict[str, Any]:
+def _train(tiny: Tiny, root: Path, rows: Path, fmt: str, objective: dict[str, Any], **sections: Any) -> dict[str, Any]:
     """Compile train.py for the objective, run it in this process from its directory; metrics.json."""
-    data_section = {"train": {"path": str(data), "format": fmt}, **sections.pop("data", {})}
-    plan = make_plan(tiny.model_dir, data, root / "out", data=data_section, objective=objective, **sections)
+    data_section = {"train": {"path": str(rows), "format": fmt}, **sections.pop("data", {})}
+    plan = make_plan(tiny.model_dir, rows, root / "out", data=data_section, objective=objective, **sections)
     script = render_train_script(plan, root / "job")
     here = os.getcwd()
     os.chdir(script.parent)
@@ -80,7 +90,8 @@ def test_preference_objective_prefers_the_correct_answer_after_reloading(
         name: str, tiny: Tiny, tmp_path: Path, pairs: Path, untrained: tuple[float, float]) -> None:
     method, steps, lr, share_gain, margin_gain = REQUIRED[name]
     kind = name.split("-")[0]
-    metrics = _train(tiny, tmp_path, pairs, "preference", {"type": kind}, method={"type": method},
+    objective = {"type": kind, **({"beta": 1.0} if kind == "orpo" else {})}  # ORPO: its odds-ratio term at full weight
+    metrics = _train(tiny, tmp_path, pairs, "preference", objective, method={"type": method},
                      training={"max_steps": steps, "learning_rate": lr, "early_stopping": None})
     assert metrics["objective"] == kind and metrics["global_step"] == steps
     assert metrics["reward_curve"] == "reward_curve.png" and (tmp_path / "out" / "reward_curve.png").is_file()
@@ -157,6 +168,9 @@ def _dpo_run(tiny: Tiny, pairs: Path, out: Path, *, terminate: bool) -> Any:
     """The steps of the objective train.py, in this process, so a callback can send the signal."""
     from ftc import runtime
     from ftc.runtime.objectives import build_objective_trainer, make_objective_arguments, starting_point
+    from transformers import set_seed
+
+    set_seed(0)  # as train.py's setup does: the new adapter starts the same in every run
 
     plan = make_plan(tiny.model_dir, pairs, out, data={"train": {"path": str(pairs), "format": "preference"}},
                      objective={"type": "dpo"},
@@ -192,3 +206,54 @@ def test_dpo_sigterm_then_resume_equals_an_uninterrupted_run(tiny: Tiny, tmp_pat
     assert resumed.output.global_step == reference.output.global_step == 10
     assert reference.final_eval is not None and resumed.final_eval is not None
     assert abs(resumed.final_eval["eval_loss"] - reference.final_eval["eval_loss"]) <= 1e-4
+
+
+def _short_prompts(rows: int, seed: int) -> list[dict[str, str]]:
+    """Prompts in the pretraining sentence form, 3-4 letter words: the untrained model is sometimes right."""
+    rng = random.Random(seed)
+    words = ["".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 4))) for _ in range(rows)]
+    return [{"prompt": f"The word {w} reversed is", "answer": f"{w[::-1]}."} for w in words]
+
+
+@torch.no_grad()
+def _exact_match(model: Any, tokenizer: Any, rows: list[dict[str, str]], samples: int) -> tuple[float, float]:
+    """(greedy exact-match rate, mean exact-match reward of `samples` completions sampled at temperature 1)."""
+    model.eval()
+    torch.manual_seed(0)
+    greedy = sampled = 0.0
+    for row in rows:
+        ids = torch.tensor([tokenizer(row["prompt"])["input_ids"]])
+        for do_sample, count in ((False, 1), (True, samples)):
+            batch = ids.repeat(count, 1)
+            out = model.generate(input_ids=batch, attention_mask=torch.ones_like(batch), max_new_tokens=10,
+                                 do_sample=do_sample, temperature=1.0 if do_sample else None, top_k=None,
+                                 pad_token_id=tokenizer.pad_token_id)
+            hits = sum(tokenizer.decode(o[ids.shape[1]:], skip_special_tokens=True).strip() == row["answer"]
+                       for o in out)
+            if do_sample:
+                sampled += hits / samples
+            else:
+                greedy += hits
+    return greedy / len(rows), sampled / len(rows)
+
+
+def test_grpo_with_exact_match_raises_the_held_out_reward(tiny: Tiny, tmp_path: Path) -> None:
+    """60 steps of 2 prompts × 8 completions (about a minute on 2 shared cores)."""
+    data = write_jsonl(tmp_path / "prompts.jsonl", _short_prompts(200, seed=1))
+    held_out = _short_prompts(60, seed=99)
+    objective = {"type": "grpo", "beta": 0.0,
+                 "grpo": {"num_generations": 8, "max_new_tokens": 10, "temperature": 1.0,
+                          "rewards": [{"type": "exact_match"}]}}
+    metrics = _train(tiny, tmp_path, data, "prompt", objective, data={"validation": None},
+                     training={"max_steps": 60, "micro_batch_size": 16, "learning_rate": 1e-3,
+                               "early_stopping": None, "logging_steps": 1},
+                     checkpointing={"every_steps": 1000})
+    assert metrics["global_step"] == 60 and len(metrics["reward_history"]["reward"]) == 60
+    assert metrics["train_tokens"] > 0
+    tokenizer = AutoTokenizer.from_pretrained(tiny.model_dir)
+    before = _exact_match(AutoModelForCausalLM.from_pretrained(tiny.model_dir, dtype=torch.float32), tokenizer,
+                          held_out, samples=8)
+    after = _exact_match(_causal(tiny, tmp_path / "out" / "final"), tokenizer, held_out, samples=8)
+    print(f"GRPO: held-out greedy {before[0]:.3f} -> {after[0]:.3f}, mean reward {before[1]:.3f} -> {after[1]:.3f} "
+          f"in 60 steps, {metrics['train_runtime_seconds']:.0f} s")
+    assert after[1] >= before[1] + 0.05 and after[0] >= before[0] + 0.1

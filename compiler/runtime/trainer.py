@@ -102,6 +102,7 @@ class FtcTrainerMixin:
         self.checkpoint_sync = checkpoint_sync
         self._flat_tokens = 0
         self._masked_tokens: torch.Tensor | None = None
+        self._counted_by_state = False
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         directory = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
@@ -125,6 +126,9 @@ class FtcTrainerMixin:
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
+        if not isinstance(inputs, Mapping):  # GRPO's prompt rows: its completions are counted in the state
+            self._counted_by_state = True
+            return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
         layout = next((key for key in _TOKEN_MASKS if key in inputs), None)
         if layout is not None:  # summed on the device: no synchronisation per step
             count = sum(inputs[key].sum() for key in _TOKEN_MASKS[layout])
@@ -134,7 +138,13 @@ class FtcTrainerMixin:
         return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
 
     def real_tokens(self) -> int:
-        """Tokens trained on in this run, summed over all processes (every process must call this)."""
+        """Tokens trained on in this run, summed over all processes (every process must call this).
+
+        GRPO counts its prompt and completion tokens itself, already summed over the processes (and,
+        after a resume, including the steps before it).
+        """
+        if self._counted_by_state:
+            return int(self.state.num_input_tokens_seen)
         local = torch.tensor(self._flat_tokens, device=self.args.device)
         if self._masked_tokens is not None:
             local = local + self._masked_tokens.to(self.args.device)
@@ -146,9 +156,11 @@ class FtcTrainer(FtcTrainerMixin, Trainer):
 
 
 # The masks whose sum is the real tokens of a batch, by the key that identifies the batch's layout:
-# SFT and DPO batches have an attention mask, GRPO's prompt and completion masks.
+# SFT and DPO batches have an attention mask, ORPO's and CPO's one per sequence of the pair, GRPO's
+# prompt and completion masks.
 _TOKEN_MASKS: Mapping[str, tuple[str, ...]] = {
     "attention_mask": ("attention_mask",),
+    "chosen_attention_mask": ("chosen_attention_mask", "rejected_attention_mask"),
     "prompt_mask": ("prompt_mask", "completion_mask"),
 }
 
