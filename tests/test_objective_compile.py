@@ -53,3 +53,16 @@ def test_an_sft_spec_compiles_without_the_objective_machinery(tmp_path: Path) ->
     reward = _compile(tmp_path, spec(**{"objective": {"type": "reward"},
                                         "data.train": {"path": "/p.jsonl", "format": "preference"}}))
     assert '"objective"' in reward["plan.json"] and "smoke_generate" not in reward["train.py"]
+
+
+def test_the_objective_is_part_of_the_run_identity_only_when_set() -> None:
+    from ftc.plan import make_plan
+    from ftc.resolve import resolve
+    from ftc.runtime.identity import identity_fields
+
+    sft = make_plan(resolve(spec())).to_dict()
+    dpo = make_plan(resolve(spec(**{"objective": {"type": "dpo"},
+                                    "data.train": {"path": "/p.jsonl", "format": "preference"}}))).to_dict()
+    assert not any(name.startswith("objective") for name in identity_fields(sft))
+    fields = identity_fields(dpo)
+    assert fields["objective.type"] == "dpo" and fields["objective.beta"] == 0.1
