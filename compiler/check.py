@@ -471,7 +471,7 @@ def _objective_type(spec: Spec) -> str:
     return spec.objective.type if spec.objective is not None else "sft"
 
 
-@rule("E330")
+@rule("E340")
 def objective_data_format(ctx: Context) -> Iterator[Diagnostic]:
     kind = _objective_type(ctx.spec)
     allowed = OBJECTIVE_FORMATS[kind]
@@ -484,10 +484,10 @@ def objective_data_format(ctx: Context) -> Iterator[Diagnostic]:
             hint = (f"use format {' or '.join(allowed)}" if kind != "sft" else
                     f"set objective.type to one that reads {fmt} rows: "
                     f"{', '.join(k for k, fmts in OBJECTIVE_FORMATS.items() if fmt in fmts)}")
-            yield ctx.error("E330", pointer, f"objective {kind} does not read {fmt} rows", hint)
+            yield ctx.error("E340", pointer, f"objective {kind} does not read {fmt} rows", hint)
 
 
-@rule("E331")
+@rule("E341")
 def objective_method(ctx: Context) -> Iterator[Diagnostic]:
     kind = _objective_type(ctx.spec)
     method = ctx.spec.method
@@ -495,26 +495,26 @@ def objective_method(ctx: Context) -> Iterator[Diagnostic]:
         return
     adapter_kind = method.adapter.kind if method.adapter is not None else None
     if adds_virtual_tokens(method.type, adapter_kind):
-        yield ctx.error("E331", "/method/type",
+        yield ctx.error("E341", "/method/type",
                         f"objective {kind} cannot train {adapter_kind or method.type}: TRL's trainers compute "
                         "log-probabilities of the rows as given, without the virtual tokens the method adds",
                         "use lora, qlora, dora, an ia3/loha/lokr adapter or full fine-tuning")
     if kind == "reward" and METHODS[method.type].peft and ctx.spec.output.save != "adapter":
-        yield ctx.error("E331", "/output/save",
+        yield ctx.error("E341", "/output/save",
                         "a reward model's adapter carries its score head and cannot be merged into the base "
                         "language model", "use output.save: adapter")
 
 
-@rule("E332")
+@rule("E342")
 def objective_precompute(ctx: Context) -> Iterator[Diagnostic]:
     objective = ctx.spec.objective
     if objective is not None and objective.reference.precompute_log_probs and objective.type not in WITH_REFERENCE:
-        yield ctx.error("E332", "/objective/reference/precompute_log_probs",
+        yield ctx.error("E342", "/objective/reference/precompute_log_probs",
                         f"objective {objective.type} has no reference log-probabilities to precompute",
                         f"only {' and '.join(WITH_REFERENCE)} use a reference model; drop precompute_log_probs")
 
 
-@rule("E333", "W431")
+@rule("E343", "W431")
 def grpo_groups(ctx: Context) -> Iterator[Diagnostic]:
     objective = ctx.spec.objective
     if objective is None or objective.type != "grpo":
@@ -522,7 +522,7 @@ def grpo_groups(ctx: Context) -> Iterator[Diagnostic]:
     group = objective.grpo.num_generations
     rows = ctx.plan.derived.global_batch_size
     if rows % group:
-        yield ctx.error("E333", "/objective/grpo/num_generations",
+        yield ctx.error("E343", "/objective/grpo/num_generations",
                         f"{rows} rows per optimizer step (micro_batch_size × gradient_accumulation_steps × GPUs) "
                         f"do not split into groups of {group} completions",
                         f"make the rows per step a multiple of {group}, e.g. gradient_accumulation_steps "
@@ -536,27 +536,27 @@ def grpo_groups(ctx: Context) -> Iterator[Diagnostic]:
 _REWARD_SETTING = {"regex": "pattern", "length": "max_chars", "file": "path"}
 
 
-@rule("E334")
+@rule("E344")
 def grpo_rewards(ctx: Context) -> Iterator[Diagnostic]:
     objective = ctx.spec.objective
     if objective is None or objective.type != "grpo":
         return
     rewards = objective.grpo.rewards
     if not rewards:
-        yield ctx.error("E334", "/objective/grpo/rewards", "objective grpo needs at least one reward",
+        yield ctx.error("E344", "/objective/grpo/rewards", "objective grpo needs at least one reward",
                         "add e.g. {type: exact_match} (the rows' answer column) to objective.grpo.rewards")
     for index, reward in enumerate(rewards):
         setting = _REWARD_SETTING.get(reward.type)
         pointer = f"/objective/grpo/rewards/{index}"
         if setting is not None and getattr(reward, setting) is None:
-            yield ctx.error("E334", pointer, f"a {reward.type} reward needs {setting}",
+            yield ctx.error("E344", pointer, f"a {reward.type} reward needs {setting}",
                             f"set objective.grpo.rewards[{index}].{setting}")
         elif reward.type == "file" and reward.path is not None and not os.path.isfile(reward.path):
-            yield ctx.error("E334", f"{pointer}/path", f"the reward file {reward.path!r} does not exist "
+            yield ctx.error("E344", f"{pointer}/path", f"the reward file {reward.path!r} does not exist "
                             f"(relative paths are resolved against {os.getcwd()})")
 
 
-@rule("E335")
+@rule("E345")
 def objective_loss_type(ctx: Context) -> Iterator[Diagnostic]:
     objective = ctx.spec.objective
     if objective is None or objective.loss_type is None:
@@ -565,12 +565,12 @@ def objective_loss_type(ctx: Context) -> Iterator[Diagnostic]:
     if objective.loss_type not in known:
         hint = (f"use one of {', '.join(known)}" if known else "drop objective.loss_type")
         close = difflib.get_close_matches(objective.loss_type, known, n=1)
-        yield ctx.error("E335", "/objective/loss_type",
+        yield ctx.error("E345", "/objective/loss_type",
                         f"objective {objective.type} has no loss_type {objective.loss_type!r}"
                         + (f" (did you mean {close[0]!r}?)" if close else ""), hint)
 
 
-@rule("E336", "W430")
+@rule("E346", "W430")
 def objective_beta(ctx: Context) -> Iterator[Diagnostic]:
     objective = ctx.spec.objective
     if objective is None or objective.type not in BETA_RANGES:
@@ -578,7 +578,7 @@ def objective_beta(ctx: Context) -> Iterator[Diagnostic]:
     beta = objective.beta
     low, high = BETA_RANGES[objective.type]
     if beta == 0 and objective.type in POSITIVE_BETA:
-        yield ctx.error("E336", "/objective/beta", f"objective {objective.type} needs beta > 0",
+        yield ctx.error("E346", "/objective/beta", f"objective {objective.type} needs beta > 0",
                         f"the usual range is {_number(low)} to {_number(high)}")
     elif not low <= beta <= high and ctx.written("objective", "beta"):
         yield ctx.warning("W430", "/objective/beta",

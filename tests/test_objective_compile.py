@@ -41,7 +41,7 @@ def test_grpo_bundles_its_reward_file_into_out_and_the_configmap(tmp_path: Path,
     assert "build_objective_trainer" in files["train.py"] and "trl==" in files["requirements.txt"]
     os.remove(tmp_path / "my_rewards" / "short.py")
     missing = compile_spec(tmp_path / "spec.yaml")
-    assert [d.code for d in missing.diagnostics if d.is_error] == ["E334"]
+    assert [d.code for d in missing.diagnostics if d.is_error] == ["E344"]
 
 
 def test_an_sft_spec_compiles_without_the_objective_machinery(tmp_path: Path) -> None:
