@@ -37,7 +37,7 @@ from .runtime.formats import (
     conversation,
     row_segments,
 )
-from .runtime.layouts import Layout, source_layout
+from .runtime.layouts import PRESETS, Layout, source_layout
 
 INSPECT_LINES = 100_000  # rows read per source; a longer file is judged by its first INSPECT_LINES lines
 FIRST_LINES = 5  # line numbers shown per problem kind
@@ -172,6 +172,10 @@ def inspect_source(pointer: str, source: Mapping[str, Any], *, max_seq_length: i
                    model_dir: str | None, fmt: str | None = None) -> Inspection:
     """Inspect one data source of the spec (`source`: its dict in the plan)."""
     path = source["path"]
+    if (fmt or source["format"]) not in PRESETS:  # rows of another objective: TRL's trainers read them
+        out = Inspection(pointer, path or f"hub:{source['hub']['id']}")
+        out.note = f"format {fmt or source['format']}: read when the run starts"
+        return out
     if path is None:  # a Hub data set
         out = Inspection(pointer, f"hub:{source['hub']['id']}")
         out.note = "a Hub data set: read when the run starts"

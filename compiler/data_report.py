@@ -188,7 +188,7 @@ def check_templates(plan: Plan, model_dir: str | None, locate: Locate) -> list[D
     sources = [("/data/train", data["train"])]
     sources += [(f"/data/mixture/{i}", source) for i, source in enumerate(data["mixture"] or [])]
     for pointer, source in sources:
-        if PRESETS[source["format"]].kind != "chat":
+        if source["format"] not in PRESETS or PRESETS[source["format"]].kind != "chat":
             continue
         name = source["chat_template"]
         if name is None:

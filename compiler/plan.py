@@ -35,6 +35,7 @@ from .spec_types import (
     Mlflow,
     Model,
     Monitoring,
+    Objective,
     Output,
     Performance,
     Prompt,
@@ -55,9 +56,9 @@ Targets = typing.get_type_hints(Lora)["target_modules"]
 
 __all__ = [
     "Adapter", "Architecture", "Checkpointing", "Data", "DeepSpeed", "Derived", "EarlyStopping", "Kubernetes",
-    "Lora", "Metadata", "Method", "Mlflow", "Model", "Monitoring", "Output", "Performance", "Plan", "Prompt",
-    "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Targets", "Toleration", "DataSource", "Training",
-    "Validation", "Wandb", "WorkloadIdentity", "content_hash", "make_plan",
+    "Lora", "Metadata", "Method", "Mlflow", "Model", "Monitoring", "Objective", "Output", "Performance", "Plan",
+    "Prompt", "Quantization", "Resources", "SecretRef", "Spec", "Storage", "Targets", "Toleration", "DataSource",
+    "Training", "Validation", "Wandb", "WorkloadIdentity", "content_hash", "make_plan",
 ]
 
 
@@ -105,11 +106,24 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible data (the content of plan.json and of train.py's PLAN)."""
-        return _plain(self)
+        data = _plain(self)
+        for key in OMITTED_WHEN_NULL:
+            if data["spec"][key] is None:
+                del data["spec"][key]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
-        return _build(cls, data)
+        return _build(cls, {**data, "spec": _with_omitted(data["spec"])})
+
+
+# Top-level spec sections that the resolved spec (and so plan.json and the content hash) leaves out
+# while they are null: `objective` null is supervised fine-tuning, what every spec did before it existed.
+OMITTED_WHEN_NULL = ("objective",)
+
+
+def _with_omitted(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {**{key: None for key in OMITTED_WHEN_NULL}, **spec}
 
 
 def _plain(value: Any) -> Any:
@@ -206,4 +220,4 @@ def make_plan(spec: dict[str, Any]) -> Plan:
         workload_name=f"{spec['metadata']['name']}-{digest[:10]}",
         content_hash=digest,
     )
-    return Plan(ftc_version=__version__, spec=_build(Spec, spec), derived=derived)
+    return Plan(ftc_version=__version__, spec=_build(Spec, _with_omitted(spec)), derived=derived)

@@ -11,7 +11,9 @@ values that depend on other fields are derived here and documented in the schema
 - `method.prompt` null → prompt defaults for `prompt_tuning`, `p_tuning`, `prefix_tuning`;
 - `data.validation.format` null → the training file's format;
 - `training.early_stopping` left at its default when there is no validation data → null (an explicit
-  early_stopping without validation is an error reported by the check stage).
+  early_stopping without validation is an error reported by the check stage);
+- `objective` null (supervised fine-tuning) is left out of the resolved spec, so a spec without one
+  resolves (and hashes) exactly as before objectives existed.
 
 The resolved spec is again a valid spec: compiling it gives the same plan.
 """
@@ -56,6 +58,8 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     user_set_early_stopping = "early_stopping" in raw.get("training", {})
     if validation is None and not user_set_early_stopping:
         training["early_stopping"] = None
+    if spec.get("objective", None) is None:
+        spec.pop("objective", None)
     return spec
 
 

@@ -288,7 +288,9 @@ class DataSource:
     format: str
     """Row layout: `alpaca` (instruction, input, output), `chat` (OpenAI messages: `messages` with role, content and
     tool_calls, optional `tools`), `completion` (prompt, completion), `text` (text) or `sharegpt` (`conversations` with
-    from/value; human, gpt, system and tool roles). `fields`, `roles` and `system_prompt` change any part of it."""
+    from/value; human, gpt, system and tool roles); `fields`, `roles` and `system_prompt` change any part of it. For
+    objectives other than SFT: `preference` (prompt, chosen, rejected — text or chat messages), `unpaired` (prompt,
+    completion, label true/false) and `prompt` (prompt, and the reference answer for GRPO)."""
 
     chat_template: str | None
     """chat formats only: null uses the tokenizer's chat template; `chatml` or `llama2` a built-in template; otherwise a
@@ -755,6 +757,105 @@ class Kubernetes:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """The frozen reference model of dpo and kto (and grpo with beta > 0). With a PEFT method it is the base with the
+    adapter disabled (or the starting adapter of `init_from`), no second copy; with full fine-tuning a second copy of
+    the model."""
+
+    precompute_log_probs: bool
+    """Compute the reference log-probabilities of every training row once before training, so no reference model is held
+    in memory while training (dpo and kto)."""
+
+
+@dataclass(frozen=True)
+class Reward:
+    """One reward function of GRPO; the rewards of a completion are summed with their weights."""
+
+    type: str
+    """`exact_match`: 1 when the completion (stripped) equals the row's reference answer (`answer_field`), else 0;
+    `regex`: 1 when `pattern` matches the completion, else 0; `length`: minus the share by which the completion exceeds
+    `max_chars` characters (0 within it); `file`: the function `function` of the Python file `path`, called as TRL calls
+    reward functions (prompts, completions and the row's other columns as keyword arguments) and returning one number
+    per completion."""
+
+    weight: float
+    """Weight of this reward in the sum."""
+
+    pattern: str | None
+    """Regular expression of `regex` (Python syntax, searched anywhere in the completion)."""
+
+    max_chars: int | None
+    """Length in characters above which `length` penalises a completion."""
+
+    path: str | None
+    """Python file of `file`, relative to the directory ftc runs in; it is copied into the output (rewards/) and the
+    Kubernetes ConfigMap."""
+
+    function: str
+    """Name of the reward function in `path`."""
+
+
+@dataclass(frozen=True)
+class Grpo:
+    """Generation and rewards of `grpo`."""
+
+    num_generations: int
+    """Completions sampled per prompt (the group whose rewards are compared); the rows per optimizer step
+    (training.micro_batch_size × gradient_accumulation_steps × GPUs) must be a multiple of it."""
+
+    max_new_tokens: int
+    """Longest completion generated, in tokens."""
+
+    temperature: float
+    """Sampling temperature of the completions."""
+
+    answer_field: str
+    """Column of the prompt rows holding the reference answer (`exact_match`)."""
+
+    rewards: tuple[Reward, ...]
+    """The reward functions, summed with their weights."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What training optimises, independent of `method` (which weights train). null or `sft`: supervised fine-tuning on
+    the data (the default). `dpo`, `orpo`, `simpo`: preference pairs (data format `preference`); `kto`: rows labelled
+    desirable or not (format `unpaired`, or `preference` split into such rows); `reward`: a reward model (a sequence
+    classifier) trained on preference pairs; `grpo`: reinforcement learning on prompts (format `prompt`) with the
+    rewards of `grpo.rewards`. Trained with TRL's trainers."""
+
+    type: str
+    """The objective."""
+
+    beta: float
+    """Strength of the preference term: the KL penalty β of DPO and KTO (usual range 0.01 to 1), the weight λ of ORPO's
+    odds-ratio term, the reward scale β of SimPO (usual range 1 to 10, 2 in the SimPO paper) and the KL coefficient of
+    GRPO (0 needs no reference model)."""
+
+    loss_type: str | None
+    """Loss variant of TRL's trainer: for dpo `sigmoid` (the default), `hinge`, `ipo`, `robust`, `bco_pair`,
+    `sppo_hard`, `nca_pair`, `exo_pair`, `apo_zero`, `apo_down`, `discopop`, `sigmoid_norm`; for kto `kto` or
+    `apo_zero_unpaired`. null: the trainer's default."""
+
+    simpo_gamma: float
+    """Target reward margin γ of SimPO."""
+
+    init_from: str | None
+    """Start from a previous run's result instead of the bare base model: a saved adapter (a directory with
+    adapter_config.json, trained on model.name_or_path, which then keeps training and is also the reference model) or a
+    whole model (full fine-tuning or merged), as a local directory or an s3:// or gs:// prefix. The usual recipe is SFT,
+    then DPO from its output.dir/final."""
+
+    reference: Reference
+    """The frozen reference model of dpo and kto (and grpo with beta > 0). With a PEFT method it is the base with the
+    adapter disabled (or the starting adapter of `init_from`), no second copy; with full fine-tuning a second copy of
+    the model."""
+
+    grpo: Grpo
+    """Generation and rewards of `grpo`."""
+
+
+@dataclass(frozen=True)
 class Spec:
     """One fine-tuning job for an LLM, compiled by `ftc compile` into train.py, DeepSpeed and accelerate configs and
     Kubernetes manifests. Defaults are declared in this schema and nowhere else."""
@@ -797,3 +898,10 @@ class Spec:
 
     kubernetes: Kubernetes | None
     """Kubernetes manifests under `k8s/`; null (the default) generates none."""
+
+    objective: Objective | None
+    """What training optimises, independent of `method` (which weights train). null or `sft`: supervised fine-tuning on
+    the data (the default). `dpo`, `orpo`, `simpo`: preference pairs (data format `preference`); `kto`: rows labelled
+    desirable or not (format `unpaired`, or `preference` split into such rows); `reward`: a reward model (a sequence
+    classifier) trained on preference pairs; `grpo`: reinforcement learning on prompts (format `prompt`) with the
+    rewards of `grpo.rewards`. Trained with TRL's trainers."""

@@ -33,6 +33,7 @@ CLASS_NAMES: dict[str, str] = {
     "/kubernetes/tolerations/items": "Toleration",
     "/kubernetes/volumes/items": "Volume",
     "/kubernetes/secrets/*": "SecretRef",
+    "/objective/grpo/rewards/items": "Reward",
 }
 
 # Nullable in the spec, never null once resolved: `ftc.resolve` fills them (learning_rate from the

@@ -131,7 +131,9 @@ def _merged(data: dict[str, Any]) -> str:
 
 REWRITES: dict[str, Callable[[str, dict[str, Any]], str]] = {
     "comments": lambda text, data: _commented(text),
-    "whitespace": lambda text, data: _Writer(indent=4, blank_lines=True).dump(data).replace(": ", ":    "),
+    # wider gaps after each key (the first ": " of a line is the key's; a value may hold ": " itself)
+    "whitespace": lambda text, data: re.sub(r"^([^:'\"]*?): ", r"\1:    ",
+                                            _Writer(indent=4, blank_lines=True).dump(data), flags=re.MULTILINE),
     "key-order": lambda text, data: _Writer(reverse=True).dump(data),
     "double-quoted": lambda text, data: _Writer(quoting="double").dump(data),
     "single-quoted": lambda text, data: _Writer(quoting="single").dump(data),

@@ -197,6 +197,16 @@ BASELINES: dict[str, dict[str, Any]] = {
         "mixture": [{"hub": {"id": "org-1/dataset-3", "subset": "subset-3", "split": "split-3",
                              "revision": "data-revision-3"}, "format": "chat", "weight": 1}],
         "num_examples": 5000}),
+    "objective": _variant(objective={"type": "dpo", "loss_type": "ipo", "init_from": "/runs/init-from-1/final"},
+                          data={"train": {"path": "/data/pairs-1.jsonl", "format": "preference"}}),
+    "grpo": _variant(objective={"type": "grpo", "grpo": {"num_generations": 4, "answer_field": "answer_field_1",
+                                                         "rewards": [{"type": "regex", "pattern": "pattern-1"}]}},
+                     data={"train": {"path": "/data/prompts-1.jsonl", "format": "prompt"}},
+                     training={"micro_batch_size": 4}),
+    # a reward file must exist to compile: the example's, read relative to the repository root (pytest's cwd)
+    "grpo-file": _variant(objective={"type": "grpo", "grpo": {"num_generations": 4, "rewards": [
+        {"type": "file", "path": "examples/rewards/math_reward.py", "function": "numeric_closeness"}]}},
+        data={"train": {"path": "/data/prompts-1.jsonl", "format": "prompt"}}, training={"micro_batch_size": 4}),
     "adapter": _variant(method={"type": "adapter", "adapter": {
         "kind": "ia3", "target_modules": ["adapter-module-1", "ff-module-1"], "feedforward_modules": ["ff-module-1"]}}),
 }

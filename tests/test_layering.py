@@ -24,7 +24,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "compiler"
 # (layer, modules): a module is in the first layer that names it or a package above it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("shared", ("ftc", "ftc.codes", "ftc.diagnostics", "ftc.out_files", "ftc.gpus", "ftc.datasize",
-                "ftc.spec_schema", "ftc.runtime.method_traits", "ftc.runtime.exitcodes")),
+                "ftc.spec_schema", "ftc.runtime.method_traits", "ftc.runtime.exitcodes",
+                "ftc.runtime.objective_traits")),
     ("load", ("ftc.load",)),
     ("import", ("ftc.importers",)),  # `ftc import`: reads peer configs with the loader, writes a spec as text
     ("validate", ("ftc.validate",)),
@@ -38,8 +39,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("driver", ("ftc.pipeline", "ftc.cli", "ftc.tiny")),
 ]
 RUNTIME = "ftc.runtime"
-# Pure runtime modules (the standard library and jinja2 only): the row rules validate shares with the run.
-PURE_RUNTIME = {"ftc.runtime.method_traits", "ftc.runtime.exitcodes", "ftc.runtime.formats", "ftc.runtime.layouts"}
+# Pure runtime modules (the standard library and jinja2 only): the row rules validate shares with the run,
+# and the facts of methods and objectives.
+PURE_RUNTIME = {"ftc.runtime.method_traits", "ftc.runtime.exitcodes", "ftc.runtime.formats", "ftc.runtime.layouts",
+                "ftc.runtime.objective_traits"}
 TRAINING_STACK = {"torch", "transformers", "peft", "datasets", "accelerate", "deepspeed", "bitsandbytes", "trl",
                   "tokenizers"}
 # Off the compile path: they may use the training stack, and the rest of the runtime, inside functions.
@@ -173,7 +176,8 @@ def test_the_checker_reports_each_kind_of_break(tmp_path: Path) -> None:
         "ftc.check:1: imports ftc.k8s.manifests (render), a later layer than check",
         "ftc.plan:2: imports ftc.pipeline (driver), a later layer than plan",
         "ftc.resolve:1: imports ftc.runtime.methods (of the runtime only "
-        "['ftc.runtime.exitcodes', 'ftc.runtime.formats', 'ftc.runtime.layouts', 'ftc.runtime.method_traits'])",
+        "['ftc.runtime.exitcodes', 'ftc.runtime.formats', 'ftc.runtime.layouts', 'ftc.runtime.method_traits', "
+        "'ftc.runtime.objective_traits'])",
         "ftc.validate:2: imports torch.nn (the compile path stays off the training stack)",
         "ftc.load:1: imports ftc.k8s_validate, which does not exist",
         "ftc.tiny:1: imports transformers (the compile path stays off the training stack)",

@@ -14,6 +14,7 @@ import pytest
 from ftc import check as check_stage
 from ftc.codes import CODES, Severity, Stage, codes_of, markdown
 from ftc.diagnostics import Diagnostic, error, warning
+from objective_cases import OBJECTIVE_CASES
 from specs import codes, plan_of, spec
 
 # The base spec reads /nonexistent/train.jsonl: a volume there lets the pod reach it.
@@ -79,6 +80,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"data.train.rows": 5, "data.mixture": [{"path": "/nonexistent/b.jsonl", "weight": 0.5}]}),
     ("W401", {"data.num_examples": 1000}, {"data.num_examples": 999}),
     ("W402", {"data.validation": {"fraction": 0.2}}, {"data.validation": {"fraction": 0.3}}),
+    ("W402", {"data.validation": {"fraction": 0.02}, "data.num_examples": 60000},
+     {"data.validation": {"fraction": 0.02}, "data.num_examples": 40000}),
     ("W403", {"training.epochs": 5}, {"training.epochs": 6}),
     ("W404", {"training.early_stopping": {"patience": 2}}, {"training.early_stopping": None}),
     ("W405", {"method.type": "full", "data.num_examples": 200000},
@@ -141,6 +144,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     # Llama-2-7B full fine-tuning writes ~80 GB per checkpoint: about 10 minutes at 125 MiB/s; a LoRA adapter is small.
     ("W455", {"resources.spot": True, "kubernetes": {**K8S, "spot_provider": "karpenter"}},
      {"method.type": "full", "resources.spot": True, "kubernetes": {**K8S, "spot_provider": "karpenter"}}),
+    *OBJECTIVE_CASES,
 ]
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from ..gpus import GPUS
 from ..plan import Plan
 from .fit import FITS, Change, Fit, changes_to_fit, fit_table, on_gpu, status_of
-from .memory import GIB, Memory, estimate_memory
+from .memory import GIB, Memory
 from .models import Architecture, ArchitectureError, EstimateError, resolve_architecture
+from .objective import objective_time, objective_workload, plan_memory
 from .planner import Recommendation, recommend
 from .throughput import PriceError, Prices, Time, builtin_prices, estimate_time, load_prices
 from .tokens import DataSize, data_size, validation_size
@@ -75,7 +76,9 @@ def _cost(fit: Fit, arch: Architecture, size: DataSize | None, prices: Prices, v
     price = prices.gpus.get(fit.gpu)
     if size is None:
         return Costed(fit, None, None, None, price)
-    time = estimate_time(from_plan(fit.plan, arch), fit.plan, size, GPUS[fit.gpu], fit.nodes, validation)
+    workload = objective_workload(from_plan(fit.plan, arch), fit.plan)
+    time = objective_time(estimate_time(workload, fit.plan, size, GPUS[fit.gpu], fit.nodes, validation),
+                          workload, fit.plan)
     if price is None:
         return Costed(fit, time, None, None, None)
     return Costed(fit, time, time.hours * fit.gpus * price[0], time.hours * fit.gpus * price[1], price)
@@ -98,8 +101,8 @@ def estimate(plan: Plan, *, local_files: bool, gpu: str | None = None, prices: P
     spec = plan.spec
     arch = resolve_architecture(spec.model, local_files)
     prices = prices or builtin_prices()
-    workload = from_plan(plan, arch)
-    memory = estimate_memory(workload)
+    workload = objective_workload(from_plan(plan, arch), plan)  # pairs, GRPO's completions
+    memory = plan_memory(plan, arch)  # with the reference model and GRPO's generation
     size = data_size(spec.data, local_files)
     validation = validation_size(spec.data, local_files)
     chosen_name = spec.resources.gpu

@@ -15,9 +15,9 @@ from ..gpus import GPUS, Gpu
 from ..plan import Plan, make_plan
 from ..resolve import resolve
 from ..runtime.method_traits import LORA_METHODS, METHODS
-from .memory import GIB, Memory, estimate_memory
+from .memory import GIB, Memory
 from .models import Architecture
-from .workload import from_plan
+from .objective import plan_memory
 
 MARGIN = 0.10
 FITS, TIGHT, NO_FIT = "fits", "tight", "does not fit"
@@ -80,7 +80,7 @@ def on_gpu(plan: Plan, gpu: str, gpus: int | None = None) -> tuple[Plan, str]:
 
 
 def memory_of(plan: Plan, arch: Architecture) -> Memory:
-    return estimate_memory(from_plan(plan, arch))
+    return plan_memory(plan, arch)  # with the objective's terms
 
 
 def _counts(gpu: Gpu, plan: Plan) -> Iterator[int]:

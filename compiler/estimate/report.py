@@ -29,6 +29,8 @@ TERMS = {
     "recompute": "one block recomputed + its gradients",
     "working": "dequantized / gathered weights",
     "optimizer_temp": "optimizer-step temporaries",
+    "reference_model": "reference model of the objective (estimate/objective.py)",
+    "generation_cache": "KV cache of GRPO's generated completions",
     "cuda_context": "CUDA context (and NCCL)",
     "allocator_reserve": "caching-allocator reserve",
 }

@@ -18,6 +18,7 @@ from ..out_files import (
     RUNTIME_DIR,
     TRAIN_SCRIPT,
     package_texts,
+    reward_files,
 )
 from ..plan import Plan
 from . import configs, requirements
@@ -48,7 +49,21 @@ def chat_template_files(plan: Plan) -> dict[str, str]:
 
 
 def train_script(plan: Plan) -> str:
-    """train.py: the plan as one literal (PLAN, identical to plan.json) and the steps that read it."""
+    """train.py: the plan as one literal (PLAN, identical to plan.json) and the steps that read it.
+
+    An objective other than SFT gets the script of TRL's trainers (train_objective.py.j2).
+    """
+    objective = plan.spec.objective
+    if objective is not None and objective.type != "sft":
+        return render_template(
+            "train_objective.py.j2",
+            header=comment_header(plan),
+            plan_literal=python_literal(plan.to_dict()),
+            training_arguments_literal=python_literal(training_arguments(plan)),
+            objective=objective.type,
+            method=plan.spec.method.type,
+            smoke=objective.type != "reward",
+        )
     return render_template(
         "train.py.j2",
         header=comment_header(plan),
@@ -81,6 +96,7 @@ def render(plan: Plan) -> dict[str, str]:
         files[DEEPSPEED_CONFIG] = json_text(ds)
     files.update(runtime_files())
     files.update(chat_template_files(plan))
+    files.update(reward_files(plan))
     bundle = dict(files)  # what the pods need (the ConfigMap of k8s/)
     if plan.spec.kubernetes is not None:
         files[DOCKERFILE] = dockerfile(plan, header)

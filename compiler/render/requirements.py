@@ -21,6 +21,7 @@ PINS = {
     "liger-kernel": ">=0.5",
     "s3fs": "==2026.9.0",
     "gcsfs": ">=2024.6",
+    "trl": "==1.16.0",
 }
 # The fsspec implementation of each object-store URI scheme (file:// needs none).
 STORAGE_PACKAGES = {"s3": "s3fs", "gs": "gcsfs"}
@@ -29,6 +30,8 @@ STORAGE_PACKAGES = {"s3": "s3fs", "gs": "gcsfs"}
 def packages(plan: Plan) -> list[str]:
     spec = plan.spec
     names = ["torch", "transformers", "peft", "accelerate", "datasets", "matplotlib"]  # matplotlib: loss_curve.png
+    if spec.objective is not None and spec.objective.type != "sft":
+        names.append("trl")  # the objective's trainer
     eight_bit_optimizer = spec.training.optimizer in ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
     if spec.method.quantization is not None or eight_bit_optimizer:
         names.append("bitsandbytes")

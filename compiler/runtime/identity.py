@@ -57,6 +57,7 @@ IN = (
     "spec.performance.deepspeed",
     "spec.resources.nodes",
     "derived.world_size", "derived.global_batch_size",
+    "spec.objective",  # left out while null (supervised fine-tuning), so SFT identities stay as they were
 )
 LENGTH = ("spec.training.max_steps", "spec.training.epochs")
 OUT = (
@@ -96,6 +97,8 @@ def identity_fields(plan: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of `plan` that decide the weights, flattened: {"method.lora.r": 8, ...}."""
     fields: dict[str, Any] = {}
     for path in IN:
+        if path == "spec.objective" and _lookup(plan, path) is None:
+            continue
         for leaf, value in _leaves(path, _lookup(plan, path)).items():
             fields[_display(leaf)] = value
     return fields

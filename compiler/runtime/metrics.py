@@ -16,6 +16,10 @@ Keys:
 - early_stopped, resumed_from (checkpoint path or null), ftc_version, content_hash (the plan's);
 - loss_curve: "loss_curve.png" (train and eval loss against the step, next to metrics.json), or null
   when matplotlib is not installed.
+
+Only for an objective other than SFT (the spec's `objective`):
+- objective: its type; reward_history: {name: [{step, value}]} of the rewards, margins and accuracies
+  its TRL trainer logged (plot.REWARD_KEYS); reward_curve: "reward_curve.png" of them, or null.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import torch
 
 from .data import PreparedData
-from .plot import LOSS_CURVE, loss_history, write_loss_curve
+from .plot import LOSS_CURVE, REWARD_CURVE, loss_history, reward_history, write_loss_curve, write_reward_curve
 from .trainer import FtcTrainer, TrainResult
 
 LOG = logging.getLogger("ftc")
@@ -80,16 +84,23 @@ def collect_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData
 
 
 def write_metrics(trainer: FtcTrainer, result: TrainResult, data: PreparedData, *, attention: str, name: str,
-                  method_type: str, ftc_version: str, content_hash: str) -> dict[str, Any]:
+                  method_type: str, ftc_version: str, content_hash: str, objective: str = "sft") -> dict[str, Any]:
     """Write loss_curve.png and metrics.json into output.dir (main process) and return the metrics.
 
     `name` (`metadata.name`) and `method_type` title the loss curve; the method, the ftc version and
-    the plan's content hash are recorded in metrics.json.
+    the plan's content hash are recorded in metrics.json. An `objective` other than sft (`objective.type`)
+    adds its rewards and reward_curve.png.
     """
     metrics = collect_metrics(trainer, result, data, attention=attention, method_type=method_type,
                               ftc_version=ftc_version, content_hash=content_hash)
+    if objective != "sft":
+        metrics.update(objective=objective, reward_history=reward_history(trainer.state.log_history),
+                       reward_curve=None)
     if trainer.is_world_process_zero():
         output = Path(trainer.args.output_dir)
+        if objective != "sft" and write_reward_curve(output / REWARD_CURVE, metrics["reward_history"],
+                                                     f"{name} ({objective}, {method_type})"):
+            metrics["reward_curve"] = REWARD_CURVE
         train_history, _ = loss_history(trainer.state.log_history)
         eval_history = result.eval_history  # as in metrics.json: without a final re-evaluation
         title = f"{name} ({method_type})"

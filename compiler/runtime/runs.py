@@ -166,18 +166,20 @@ def decide(planned: Mapping[str, Any], found: list[Found], *, storage: bool) -> 
 
 def check_run(*, model: Mapping[str, Any], method: Mapping[str, Any], data: Mapping[str, Any],
               training: Mapping[str, Any], performance: Mapping[str, Any], resources: Mapping[str, Any],
-              derived: Mapping[str, Any], output: Mapping[str, Any], checkpointing: Mapping[str, Any]) -> bool:
+              derived: Mapping[str, Any], output: Mapping[str, Any], checkpointing: Mapping[str, Any],
+              objective: Mapping[str, Any] | None = None) -> bool:
     """Before loading anything: may this plan train in `output.dir` / `checkpointing.storage`? True: done already.
 
-    The spec's `model`, `method`, `data`, `training`, `performance` and `resources` sections and the
-    plan's `derived` values give the run's identity (identity.py); `output` and `checkpointing` say where
-    its files are (`resources.nodes`: how many nodes seal each checkpoint). Raises ConfigError for a
-    different run or a shortened one; returns True when the run has finished (after finishing its
-    results upload), and otherwise records the run in output.dir/ftc-run.json (and in the storage) and
-    returns False.
+    The spec's `model`, `method`, `data`, `training`, `performance`, `resources` (and `objective`,
+    when there is one) sections and the plan's `derived` values give the run's identity (identity.py);
+    `output` and `checkpointing` say where its files are (`resources.nodes`: how many nodes seal each
+    checkpoint). Raises ConfigError for a different run or a shortened one; returns True when the run
+    has finished (after finishing its results upload), and otherwise records the run in
+    output.dir/ftc-run.json (and in the storage) and returns False.
     """
     plan = {"spec": {"model": model, "method": method, "data": data, "training": training,
-                     "performance": performance, "resources": resources}, "derived": derived}
+                     "performance": performance, "resources": resources, "objective": objective},
+            "derived": derived}
     nodes = resources["nodes"]
     planned = run_record(plan)
     output_dir = Path(output["dir"])

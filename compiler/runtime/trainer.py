@@ -34,8 +34,12 @@ from .sync import FINAL_UPLOAD_SECONDS, CheckpointSync
 LOG = logging.getLogger("ftc")
 
 
-def make_training_arguments(arguments: Mapping[str, Any], script_dir: str | Path) -> TrainingArguments:
+def make_training_arguments(arguments: Mapping[str, Any], script_dir: str | Path, *,
+                            config: type[TrainingArguments] = TrainingArguments,
+                            extra: Mapping[str, Any] | None = None) -> TrainingArguments:
     """TrainingArguments from the compiled dict; only machine-dependent values are adjusted.
+
+    The objectives other than SFT pass their TRL config class as `config` and its own settings as `extra`.
 
     The DeepSpeed config path is made absolute (it sits next to train.py, whatever the working
     directory), and `use_cpu` is set on a machine without CUDA (bf16 on CPU and several CPU
@@ -52,7 +56,7 @@ def make_training_arguments(arguments: Mapping[str, Any], script_dir: str | Path
         raise EnvironmentProblem("training.precision bf16 needs a GPU with bf16 support (Ampere or newer); "
                                  "use fp16 on this GPU")
     _check_packages(kwargs)
-    return TrainingArguments(**kwargs)
+    return config(**kwargs, **(extra or {}))
 
 
 # Optional packages the arguments can ask for: {what asks: (importable modules, pip package)}.
@@ -77,22 +81,28 @@ def _check_packages(kwargs: Mapping[str, Any]) -> None:
             raise EnvironmentProblem(f"{setting} needs the {package} package (pip install {package})")
 
 
-class FtcTrainer(Trainer):
-    """Trainer that seals its checkpoints (and uploads them) and counts the real tokens it trains on.
+class FtcTrainerMixin:
+    """What ftc adds to a Trainer: sealed (and uploaded) checkpoints and a count of the real tokens trained on.
 
     Every checkpoint save, the periodic ones and the one StopOnSignal asks for alike, goes through
     `_save_checkpoint`; after it the checkpoint gets its completion markers and goes to the uploader.
 
     Trainer's own token counter (include_num_input_tokens_seen="non_padding") compares input_ids with
     the pad token when a batch has no attention_mask, as with packing, and so miscounts whenever the
-    pad token is also a real token (EOS or UNK used for padding).
+    pad token is also a real token (EOS or UNK used for padding). Mixed into transformers' Trainer
+    (FtcTrainer) and into TRL's trainers for the other objectives (objectives.py).
     """
+
+    state: TrainerState
+    args: TrainingArguments
+    accelerator: Any
 
     def __init__(self, *args: Any, checkpoint_sync: CheckpointSync, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.checkpoint_sync = checkpoint_sync
         self._flat_tokens = 0
         self._masked_tokens: torch.Tensor | None = None
+        self._counted_by_state = False
 
     def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
         directory = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
@@ -116,20 +126,58 @@ class FtcTrainer(Trainer):
 
     def training_step(self, model: nn.Module, inputs: dict[str, Any],
                       num_items_in_batch: Any = None) -> torch.Tensor:
-        mask = inputs.get("attention_mask")
-        if mask is None:  # packed rows carry no padding
-            self._flat_tokens += inputs["input_ids"].numel()
-        else:  # summed on the device: no synchronisation per step
-            count = mask.sum()
+        if not isinstance(inputs, Mapping):  # GRPO's prompt rows: its completions are counted in the state
+            self._counted_by_state = True
+            return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
+        layout = next((key for key in _TOKEN_MASKS if key in inputs), None)
+        if layout is not None:  # summed on the device: no synchronisation per step
+            count = sum(inputs[key].sum() for key in _TOKEN_MASKS[layout])
             self._masked_tokens = count if self._masked_tokens is None else self._masked_tokens + count
-        return super().training_step(model, inputs, num_items_in_batch)
+        elif "input_ids" in inputs:  # packed rows carry no padding
+            self._flat_tokens += inputs["input_ids"].numel()
+        return super().training_step(model, inputs, num_items_in_batch)  # type: ignore[misc]
 
     def real_tokens(self) -> int:
-        """Tokens trained on in this run, summed over all processes (every process must call this)."""
+        """Tokens trained on in this run, summed over all processes (every process must call this).
+
+        GRPO counts its prompt and completion tokens itself, already summed over the processes (and,
+        after a resume, including the steps before it).
+        """
+        if self._counted_by_state:
+            return int(self.state.num_input_tokens_seen)
         local = torch.tensor(self._flat_tokens, device=self.args.device)
         if self._masked_tokens is not None:
             local = local + self._masked_tokens.to(self.args.device)
         return int(self.accelerator.reduce(local, reduction="sum").item())
+
+
+class FtcTrainer(FtcTrainerMixin, Trainer):
+    """transformers' Trainer with ftc's checkpoints and token count (supervised fine-tuning)."""
+
+
+# The masks whose sum is the real tokens of a batch, by the key that identifies the batch's layout:
+# SFT and DPO batches have an attention mask, ORPO's and CPO's one per sequence of the pair, GRPO's
+# prompt and completion masks.
+_TOKEN_MASKS: Mapping[str, tuple[str, ...]] = {
+    "attention_mask": ("attention_mask",),
+    "chosen_attention_mask": ("chosen_attention_mask", "rejected_attention_mask"),
+    "prompt_mask": ("prompt_mask", "completion_mask"),
+}
+
+
+def trainer_callbacks(args: TrainingArguments, data: PreparedData,
+                      early_stopping: Mapping[str, Any] | None) -> list[TrainerCallback]:
+    """StopOnSignal, and EarlyStoppingCallback when `training.early_stopping` is set and there is validation."""
+    callbacks: list[TrainerCallback] = [StopOnSignal()]
+    if early_stopping is not None and data.validation is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping["patience"],
+                                               early_stopping_threshold=early_stopping["min_delta"]))
+        LOG.info("early stopping: %s, patience %d, min_delta %g; final model: %s", early_stopping["metric"],
+                 early_stopping["patience"], early_stopping["min_delta"],
+                 "the best checkpoint" if args.load_best_model_at_end else
+                 "the last step (the best is reloaded only when checkpointing.every_steps is a multiple "
+                 "of training.eval_every_steps)")
+    return callbacks
 
 
 def build_trainer(args: TrainingArguments, model: nn.Module, tokenizer: PreTrainedTokenizerBase | None,
@@ -140,15 +188,7 @@ def build_trainer(args: TrainingArguments, model: nn.Module, tokenizer: PreTrain
     Its checkpoints are sealed for `nodes` nodes (`resources.nodes`) and, with the `checkpointing`
     section's storage, uploaded there.
     """
-    callbacks: list[TrainerCallback] = [StopOnSignal()]
-    if early_stopping is not None and data.validation is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping["patience"],
-                                               early_stopping_threshold=early_stopping["min_delta"]))
-        LOG.info("early stopping: %s, patience %d, min_delta %g; final model: %s", early_stopping["metric"],
-                 early_stopping["patience"], early_stopping["min_delta"],
-                 "the best checkpoint" if args.load_best_model_at_end else
-                 "the last step (the best is reloaded only when checkpointing.every_steps is a multiple "
-                 "of training.eval_every_steps)")
+    callbacks = trainer_callbacks(args, data, early_stopping)
     return FtcTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.validation,
                       data_collator=data.collator, processing_class=tokenizer, callbacks=callbacks,
                       checkpoint_sync=CheckpointSync(checkpointing, nodes, args.output_dir))

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '13544d26614f3873fe709f3700595587b72a07336518e94bbeb59a5e1aca1a61',
+PLAN = {'derived': {'content_hash': 'f5fbbc4d2f114456eb29d4e30d7954e35611479767362a29a3c66834dda7548d',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 128,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2node-13544d2661',
+             'workload_name': 'llama2-7b-full-2node-f5fbbc4d2f',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

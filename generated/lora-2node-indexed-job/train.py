@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'd4169afc2cfc60d8285fad937a91600dad82f0d6f8952b6455337ac29c967434',
+PLAN = {'derived': {'content_hash': '50ce4f788d3103a51ce2476cb8ae22e4348ded008ee4b17bbc190e0f0d536ada',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-2node-d4169afc2c',
+             'workload_name': 'llama2-7b-lora-2node-50ce4f788d',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

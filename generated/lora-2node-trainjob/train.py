@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '730cee7244801f9c2d5e0481b5ce4816b182c4567bf96962b5d22743d94b8c23',
+PLAN = {'derived': {'content_hash': 'ab4cf9ee563931937548efa25098503c09a1389b4414d56ffcb900389c67eddf',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-lora-trainjob-730cee7244',
+             'workload_name': 'llama2-13b-lora-trainjob-ab4cf9ee56',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

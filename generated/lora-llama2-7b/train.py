@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'c9ec8443fc0adc4ee55c0a22716a6e89ebba8248f59f9deba0782602accd4ada',
+PLAN = {'derived': {'content_hash': '24690fa74151eaa8af133338b2b716b7d3439d9e7641d85ac7af956e8c746cd1',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-c9ec8443fc',
+             'workload_name': 'llama2-7b-lora-24690fa741',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '0971b84eb67977a43d9e9d5e1bb392af988d8a7bb1a5d2704972b548df49a3cc',
+PLAN = {'derived': {'content_hash': '4f0061c36c99f12bd80106533e8e22095de84fed74fafa0263be3e323f6bfdaa',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-qlora-0971b84eb6',
+             'workload_name': 'llama2-7b-qlora-4f0061c36c',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'c0af43b4cc2ae31f8a7504ddf6fc6c0ac73b2504db5ec5e60784708ade450a4a',
+PLAN = {'derived': {'content_hash': 'f20d11623758f9f47a40157df5a18d83c7c83ba46dda5bd23c6934ceb09f00f5',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-qlora-jobset-c0af43b4cc',
+             'workload_name': 'llama2-13b-qlora-jobset-f20d116237',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '210cc0ad4fd3d04d026cd6fdf065f44c990f894f3f024cc42505f888cb149416',
+PLAN = {'derived': {'content_hash': '9619746d8c136058afe7951fe58374a8e4f7275f03a93587dc792313d9ed812f',
              'deepspeed_config': None,
              'global_batch_size': 8,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'tiny-cpu-210cc0ad4f',
+             'workload_name': 'tiny-cpu-9619746d8c',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
