@@ -16,8 +16,9 @@ orpo (β 1)    lora    30     3e-3  0.783           8.06             share 0.1, 
 simpo         lora    30     3e-3  0.833           12.64            share 0.1, margin 2
 ============  ======  =====  ====  ==============  ===============  ==================
 
-A reward model (full fine-tuning, 100 steps, lr 1e-3) ranks 48 of 60 held-out chosen answers first
-(0.80 required). GRPO with the exact-match reward, 60 steps of 2 prompts x 8 completions (about a minute
+A reward model (full fine-tuning on 1 200 pairs, 150 steps, lr 1e-3) ranks 52 of 60 held-out chosen answers
+first (0.80 required; on the 300 pairs of the other objectives it reached 48 of 60, too close to the bar).
+GRPO with the exact-match reward, 60 steps of 2 prompts x 8 completions (about a minute
 on 2 shared cores): greedy exact match 0.400 -> 0.667 and mean sampled reward 0.165 -> 0.248 on 60 held-out
 prompts (0.1 and 0.05 required). SFT (20 steps) then DPO (20 steps) from its adapter: margin 6.39 -> 13.77.
 """
@@ -118,9 +119,11 @@ def test_kto_trains_on_unpaired_rows(tiny: Tiny, tmp_path: Path, untrained: tupl
     assert share >= untrained[0] + 0.15 and margin >= untrained[1] + 2.0
 
 
-def test_reward_model_ranks_held_out_chosen_above_rejected(tiny: Tiny, tmp_path: Path, pairs: Path) -> None:
+def test_reward_model_ranks_held_out_chosen_above_rejected(tiny: Tiny, tmp_path: Path) -> None:
+    # more pairs than the other objectives get: a classifier of "is this the reversal" generalises from variety
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(4 * TRAIN_PAIRS, seed=1))
     metrics = _train(tiny, tmp_path, pairs, "preference", {"type": "reward"}, method={"type": "full", "lora": None},
-                     training={"max_steps": 100, "learning_rate": 1e-3, "early_stopping": None})
+                     training={"max_steps": 150, "learning_rate": 1e-3, "early_stopping": None})
     assert metrics["objective"] == "reward" and "eval_accuracy" in metrics["reward_history"]
     final = tmp_path / "out" / "final"
     tokenizer = AutoTokenizer.from_pretrained(final)
