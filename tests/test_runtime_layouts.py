@@ -134,7 +134,11 @@ def test_a_weighted_mixture_holds_its_proportions_and_follows_the_seed() -> None
     mixed, counts = mix_sources(parts, sources, seed=1)
     first = [ids[0] for ids in mixed.select(range(10_000))["input_ids"]]
     shares = [first.count(tag) / 10_000 for tag in range(3)]
-    assert all(abs(share - weight) <= 0.02 for share, weight in zip(shares, (0.5, 0.3, 0.2), strict=True)), shares
+    weights = (0.5, 0.3, 0.2)
+    assert all(abs(share - weight) <= 0.02 * weight for share, weight in zip(shares, weights, strict=True)), shares
+    for prefix in (10, 137, 1000):  # every prefix, not only the whole: within one example of each share
+        tags = first[:prefix]
+        assert all(abs(tags.count(tag) - weight * prefix) < 1 for tag, weight in enumerate(weights)), prefix
     assert sum(counts) == len(mixed) and counts[0] == 8000  # drawn until the largest share runs out
     again, _ = mix_sources(parts, sources, seed=1)
     other, _ = mix_sources(parts, sources, seed=2)

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '5efcd92d8bfe1893041d8aa2d9f2fe66dcf3d812dfe2364b420a66d25b5de092',
+PLAN = {'derived': {'content_hash': '42fe61e077f250f8f0eab47aec8540d396f9e3efe91e1b4359dee9150c0dfd1a',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama3-8b-dpo-5efcd92d8b',
+             'workload_name': 'llama3-8b-dpo-42fe61e077',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'f5fbbc4d2f114456eb29d4e30d7954e35611479767362a29a3c66834dda7548d',
+PLAN = {'derived': {'content_hash': '56a506c4a09e4b17018400363ebdae2f51dd4dbec66098cb83a1b479d7414d43',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 128,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-2node-f5fbbc4d2f',
+             'workload_name': 'llama2-7b-full-2node-56a506c4a0',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

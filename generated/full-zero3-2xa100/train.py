@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '6427ecd534a7e02f93556684fae35ca2827075b682b84ca57762c325b553f1d2',
+PLAN = {'derived': {'content_hash': 'e26949a0d53d8e319976b25d930818e48638483c27806fbb463a4103594b986c',
              'deepspeed_config': 'ds_config.json',
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': False,
-             'workload_name': 'llama2-7b-full-6427ecd534',
+             'workload_name': 'llama2-7b-full-e26949a0d5',
              'world_size': 2},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

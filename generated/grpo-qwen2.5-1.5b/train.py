@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '20d2e1a7d223e0fc54243107317213cce34ffa9be1964d4d2007c41cdd04a6cb',
+PLAN = {'derived': {'content_hash': '7c64d988071149b507f34911865d94b8e8af20b2ec901abc860d238af9374512',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'qwen-1-5b-grpo-20d2e1a7d2',
+             'workload_name': 'qwen-1-5b-grpo-7c64d98807',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '50ce4f788d3103a51ce2476cb8ae22e4348ded008ee4b17bbc190e0f0d536ada',
+PLAN = {'derived': {'content_hash': '2126f8ba00076756600dea30475bd91a9f3f8aa00d2f1d3e8aaf5a16c974a3d1',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-2node-50ce4f788d',
+             'workload_name': 'llama2-7b-lora-2node-2126f8ba00',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

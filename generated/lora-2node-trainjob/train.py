@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'ab4cf9ee563931937548efa25098503c09a1389b4414d56ffcb900389c67eddf',
+PLAN = {'derived': {'content_hash': '2a71f57b301239aebf17ef2b4ad248c79a8708b1a3b411a6e733f3aa15bf6042',
              'deepspeed_config': None,
              'global_batch_size': 64,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-lora-trainjob-ab4cf9ee56',
+             'workload_name': 'llama2-13b-lora-trainjob-2a71f57b30',
              'world_size': 16},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '24690fa74151eaa8af133338b2b716b7d3439d9e7641d85ac7af956e8c746cd1',
+PLAN = {'derived': {'content_hash': 'd91332c7bfee06ce2d2fff8c0ee973b18656391f7f0fef5a811d88545efeaa6f',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-lora-24690fa741',
+             'workload_name': 'llama2-7b-lora-d91332c7bf',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

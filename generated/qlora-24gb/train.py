@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '4f0061c36c99f12bd80106533e8e22095de84fed74fafa0263be3e323f6bfdaa',
+PLAN = {'derived': {'content_hash': '76c49ccbe9e0d2e47f25d05889a6854d8db267852503cccaefb56b2d771e541c',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama2-7b-qlora-4f0061c36c',
+             'workload_name': 'llama2-7b-qlora-76c49ccbe9',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

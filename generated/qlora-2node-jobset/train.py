@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': 'f20d11623758f9f47a40157df5a18d83c7c83ba46dda5bd23c6934ceb09f00f5',
+PLAN = {'derived': {'content_hash': 'b85d970364a4cf73e2db7c8883b02a69bb3890c2ed6c40d5ba17f3d2b63486ac',
              'deepspeed_config': None,
              'global_batch_size': 32,
              'launcher': 'ftc_runtime/launch.py',
              'peft': True,
-             'workload_name': 'llama2-13b-qlora-jobset-f20d116237',
+             'workload_name': 'llama2-13b-qlora-jobset-b85d970364',
              'world_size': 8},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

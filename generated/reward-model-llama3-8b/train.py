@@ -41,12 +41,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '648fb0ff5f292a0b18f22e2c36042c96e8a2a58fbb27e7542f7f83e9d5572fe5',
+PLAN = {'derived': {'content_hash': '7bc7c3ca77a7d7d7270cd72aeaa55fe426e95bc33acdd8be984543ff3d8006a9',
              'deepspeed_config': None,
              'global_batch_size': 16,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'llama3-8b-reward-648fb0ff5f',
+             'workload_name': 'llama3-8b-reward-7bc7c3ca77',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',

@@ -42,12 +42,12 @@ from ftc_runtime import (
 
 HERE = Path(__file__).resolve().parent
 
-PLAN = {'derived': {'content_hash': '9619746d8c136058afe7951fe58374a8e4f7275f03a93587dc792313d9ed812f',
+PLAN = {'derived': {'content_hash': '71fbc0370aef6a5b8e39d63fe2115398fdb25d251ba0c93ebdb17ca0709671e0',
              'deepspeed_config': None,
              'global_batch_size': 8,
              'launcher': 'python',
              'peft': True,
-             'workload_name': 'tiny-cpu-9619746d8c',
+             'workload_name': 'tiny-cpu-71fbc0370a',
              'world_size': 1},
  'ftc_version': '0.1.0',
  'spec': {'apiVersion': 'ftc/v1',
