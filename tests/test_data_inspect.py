@@ -139,8 +139,9 @@ def test_a_template_file_reaches_train_py_and_the_configmap(tiny: Tiny, tmp_path
     train = {"path": str(write_jsonl(tmp_path / "rows.jsonl", rows)), "format": "chat",
              "chat_template": str(template)}
     spec = _spec(tmp_path, tiny.model_dir, train)
-    k8s = {"image": "ghcr.io/acme/train:1.0", "image_paths": [str(Path(tiny.model_dir).resolve())],
-           "volumes": [{"name": "data", "claim": "data", "mount_path": str(tmp_path)}]}  # where the pod reads
+    k8s = {"image": "ghcr.io/acme/train:1.0",  # volumes where the pod reads the data and the model
+           "volumes": [{"name": "data", "claim": "data", "mount_path": str(tmp_path)},
+                       {"name": "model", "claim": "model", "mount_path": str(Path(tiny.model_dir).resolve())}]}
     spec.write_text(spec.read_text(encoding="utf-8") + f"kubernetes: {json.dumps(k8s)}\n", encoding="utf-8")
     result = compile_spec(spec)
     assert result.ok, [d.format("spec") for d in result.diagnostics]

@@ -659,8 +659,11 @@ def test_two_node_indexed_job_command_trains_on_two_processes(tiny: Tiny, tmp_pa
         training={"max_steps": 4, "eval_every_steps": 2, "logging_steps": 2},
         checkpointing={"every_steps": 2},
         kubernetes={"image": "ghcr.io/acme/ftc-train:1.0", "target": "indexed-job", "version": "1.29",
-                    # the tiny model and data, as if baked into the image at the same paths
-                    "image_paths": sorted({str(Path(tiny.model_dir).parent), str(Path(tiny.alpaca).parent)})})
+                    # the tiny model and data, as if on volumes mounted at the same paths (image paths would be
+                    # refused where the checkout lies under /tmp, which the pod mounts an emptyDir on)
+                    "volumes": [{"name": f"files-{i}", "claim": f"files-{i}", "mount_path": directory}
+                                for i, directory in enumerate(sorted({str(Path(tiny.model_dir).parent),
+                                                                      str(Path(tiny.alpaca).parent)}))]})
     plan = Plan.from_dict(data)
     files = render(plan)
     for rel, text in files.items():
