@@ -36,10 +36,11 @@ test-fast: install lint
 clone-test:
 	scripts/clone_test.sh
 
+# The tokenized-data cache stays with the demo (FTC_CACHE_DIR), not in the user's Hugging Face cache.
 demo: install
 	$(BIN)/python -m ftc.tiny --model-dir $(DEMO)/tiny-llama --data-dir $(DEMO)/data
 	$(BIN)/ftc compile examples/tiny-cpu.yaml -o $(DEMO)/out
-	$(BIN)/python $(DEMO)/out/train.py
+	FTC_CACHE_DIR=$(DEMO)/cache $(BIN)/python $(DEMO)/out/train.py
 	@echo
 	@echo "Trained adapter: $(DEMO)/output/final"
 	@echo "Metrics:         $(DEMO)/output/metrics.json"
