@@ -17,7 +17,7 @@ PEERS = Path(__file__).parent / "data" / "peer_configs"
 AXOLOTL = PEERS / "axolotl" / "examples"
 LLAMA_FACTORY = PEERS / "llama_factory" / "examples"
 
-# Configs that import and compile (LoRA, QLoRA, full, DeepSpeed, chat and alpaca data, pre-training text).
+# Configs that import and compile (LoRA, QLoRA, full, DeepSpeed, chat and alpaca data, pre-training text, DPO).
 COMPILED = [("axolotl", AXOLOTL / p) for p in (
     "llama-3/lora-1b.yml", "llama-3/qlora-1b.yml", "llama-3/fft-8b.yaml", "llama-3/instruct-lora-8b.yml",
     "llama-3/fft-8b-liger-fsdp.yaml", "llama-2/lora.yml", "llama-2/qlora.yml", "llama-2/fft_optimized.yml",
@@ -26,14 +26,13 @@ COMPILED = [("axolotl", AXOLOTL / p) for p in (
 )] + [("llama-factory", LLAMA_FACTORY / p) for p in (
     "train_lora/llama3_lora_sft.yaml", "train_lora/llama3_lora_sft_ds0.yaml", "train_lora/llama3_lora_sft_ds3.yaml",
     "train_lora/qwen3_lora_sft.yaml", "train_lora/qwen3_lora_sft_ds3.yaml", "train_lora/llama3_lora_pretrain.yaml",
+    "train_lora/llama3_lora_dpo.yaml",
     "train_qlora/llama3_lora_sft_otfq.yaml", "train_qlora/qwen3_lora_sft_otfq.yaml",
     "train_full/llama3_full_sft.yaml", "train_full/llama3_full_sft_ds3.yaml", "train_full/qwen3_full_sft.yaml",
 )]
 # Configs whose keys change what is trained with no ftc home: the import refuses them, naming the keys.
 REFUSED = [
     ("axolotl", AXOLOTL / "mistral/bigstral-ds-zero3.yaml", {"unfrozen_parameters", "tokens"}),
-    ("llama-factory", LLAMA_FACTORY / "train_lora/llama3_lora_dpo.yaml", {"stage", "dataset", "pref_beta",
-                                                                          "pref_loss"}),
 ]
 
 
@@ -133,8 +132,9 @@ def test_llama_factory_lora_defaults_are_written_explicitly(tmp_path: Path) -> N
     defaults = {d.ftc_key: d.value for d in imported.defaults}
     assert defaults["method.lora.alpha"] == 32 and defaults["method.lora.dropout"] == 0.0
     assert "2 × lora_rank" in imported.comments["method.lora.alpha"]
-    assert imported.entries["cutoff_len"].level == "warning"  # truncates there, skips here
-    assert any("truncates" in text for _, text in imported.entries["cutoff_len"].notes)
+    assert imported.spec["data"]["too_long"] == "truncate"  # LLaMA-Factory cuts long rows; ftc's default skips them
+    assert defaults["data.too_long"] == "truncate"
+    assert any("too_long truncate" in text for _, text in imported.entries["cutoff_len"].notes)
 
 
 def test_axolotl_alpaca_preamble_and_target_linear(tmp_path: Path) -> None:
@@ -215,3 +215,51 @@ def test_a_value_of_the_wrong_type_is_an_input_error_at_its_line(tmp_path: Path)
         import_config("axolotl", path)
     assert caught.value.where == f"{path}:4:15"
     assert "sequence_len" in caught.value.message
+
+
+_PREFERENCE_INFO = {
+    "pairs": {"file_name": "pairs.jsonl", "ranking": True, "columns": {"prompt": "question", "chosen": "good",
+                                                                      "rejected": "bad"}},
+    "labelled": {"file_name": "labelled.jsonl", "formatting": "sharegpt",
+                 "columns": {"messages": "messages", "kto_tag": "label"}},
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("stage: dpo\npref_beta: 0.2\npref_loss: hinge\npref_ftx: 0\ndataset: pairs\n",
+     {"type": "dpo", "beta": 0.2, "loss_type": "hinge"}),
+    ("stage: dpo\npref_beta: 0.05\npref_loss: orpo\ndataset: pairs\n", {"type": "orpo", "beta": 0.05}),
+    ("stage: dpo\npref_beta: 2.0\npref_loss: simpo\nsimpo_gamma: 0.8\ndataset: pairs\n",
+     {"type": "simpo", "beta": 2.0, "simpo_gamma": 0.8}),
+    ("stage: rm\ndataset: pairs\n", {"type": "reward"}),
+    ("stage: kto\ndataset: labelled\n", {"type": "kto"}),
+])
+def test_llama_factory_preference_stages_compile(tmp_path: Path, text: str, expected: dict) -> None:
+    import json
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(_PREFERENCE_INFO), encoding="utf-8")
+    config = _write(tmp_path, "cfg.yaml", "model_name_or_path: m\nfinetuning_type: lora\n" + text)
+    imported = import_config("llama-factory", config)
+    assert imported.refused == []
+    assert {k: imported.spec["objective"][k] for k in expected} == expected
+    fmt = "unpaired" if expected["type"] == "kto" else "preference"
+    assert imported.spec["data"]["train"]["format"] == fmt
+    # the row layouts differ from ftc's: said as a warning, never silently
+    assert imported.entries["dataset"].level == "warning"
+    assert set(imported.entries) == set(yaml.safe_load(config.read_text(encoding="utf-8")))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    compiled = compile_spec(spec)
+    assert compiled.ok, [d.format(str(spec)) for d in compiled.diagnostics if d.is_error]
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("stage: ppo\nreward_model: rm\n", "stage"),
+    ("stage: dpo\npref_loss: kto_pair\n", "pref_loss"),
+    ("stage: dpo\npref_ftx: 0.5\n", "pref_ftx"),
+    ("stage: dpo\nref_model: other/model\n", "ref_model"),
+])
+def test_llama_factory_preference_settings_without_a_home_are_refused(tmp_path: Path, text: str, key: str) -> None:
+    imported = import_config("llama-factory", _write(tmp_path, "cfg.yaml", "model_name_or_path: m\n" + text))
+    assert key in {e.key for e in imported.refused}

@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..runtime.objective_traits import LOSS_TYPES
 from . import mapping
 from .common import Builder, Entry, is_unset
 from .datasets import local_or_placeholder
 from .llama_factory_keys import REFUSED, TOOL_ONLY, WARNED
 from .mapping import explicit, flag, skip_unset
 
+# LLaMA-Factory stage → ftc objective.type (sft and pt train supervised).
+_OBJECTIVES = {"dpo": "dpo", "kto": "kto", "rm": "reward"}
 _ATTENTION = {"auto": "auto", "fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}
 
 
@@ -27,9 +30,13 @@ def import_llama_factory(b: Builder) -> None:
                                            "cutoff_len tokens, attending across documents; ftc packs whole rows "
                                            "without attention across them and skips rows longer than "
                                            "data.max_seq_length"))
+        elif stage in _OBJECTIVES:
+            b.set_translated("stage", "objective.type", _OBJECTIVES[stage], f"objective.type {_OBJECTIVES[stage]}"
+                             + (" (a sequence classifier trained on ranked pairs)" if stage == "rm" else ""))
         else:
-            b.no_home("stage", f"stage {stage!r}: no home yet for preference, reward and RL objectives (dpo, kto, "
-                               "rm, ppo): ftc trains supervised", "error")
+            b.no_home("stage", f"stage {stage!r}: no home for PPO with a separate reward model (ftc's RL "
+                               "objective is grpo with reward functions)", "error")
+    _preference(b, stage)
     _method(b)
     _lora(b)
     _data(b, stage)
@@ -41,6 +48,51 @@ def import_llama_factory(b: Builder) -> None:
         if key in b.source and not skip_unset(b, key, ftc):
             b.carried(key, ftc, b.source[key])
     b.without_home(refused=REFUSED, warned=WARNED, tool_only=TOOL_ONLY)
+
+
+def _preference(b: Builder, stage: str) -> None:
+    """pref_beta, pref_loss, pref_ftx, simpo_gamma and ref_model: read by LLaMA-Factory for stage dpo and kto."""
+    keys = ("pref_beta", "pref_loss", "pref_ftx", "simpo_gamma", "ref_model")
+    if stage not in ("dpo", "kto"):
+        for key in keys:
+            if key in b.source:
+                b.no_home(key, f"ignored: LLaMA-Factory reads it only for stage dpo and kto (stage {stage!r})", "info")
+        return
+    loss = str(b.value("pref_loss", "sigmoid")) if stage == "dpo" else "kto"
+    if loss in ("orpo", "simpo"):
+        b.put("objective.type", loss, f"stage dpo + pref_loss {loss}")
+    if "pref_loss" in b.source:
+        if stage == "kto":
+            b.no_home("pref_loss", "ignored: LLaMA-Factory's stage kto trains the KTO loss", "info")
+        elif loss in ("orpo", "simpo"):
+            b.translated("pref_loss", "objective.type", f"objective.type {loss} (no reference model)")
+        elif loss in LOSS_TYPES["dpo"]:
+            b.set_translated("pref_loss", "objective.loss_type", loss, f"DPO loss_type {loss}")
+        else:
+            b.no_home("pref_loss", f"DPO loss {loss!r}: ftc's DPO losses are {', '.join(LOSS_TYPES['dpo'])}",
+                      "error")
+    if "pref_beta" in b.source and not skip_unset(b, "pref_beta", "objective.beta"):
+        b.carried("pref_beta", "objective.beta", b.number("pref_beta"))
+    explicit(b, "objective.beta", 0.1, "LLaMA-Factory default pref_beta 0.1")
+    if "simpo_gamma" in b.source and not skip_unset(b, "simpo_gamma", "objective.simpo_gamma"):
+        if loss == "simpo":
+            b.carried("simpo_gamma", "objective.simpo_gamma", b.number("simpo_gamma"))
+        else:
+            b.no_home("simpo_gamma", "ignored: LLaMA-Factory reads it only for pref_loss simpo", "info")
+    elif loss == "simpo":
+        explicit(b, "objective.simpo_gamma", 0.5, "LLaMA-Factory default simpo_gamma 0.5")
+    if "pref_ftx" in b.source:
+        ftx = b.number("pref_ftx", float, 0.0)
+        if ftx == 0:
+            b.translated("pref_ftx", (), "0: no supervised term added to the preference loss, as ftc")
+        else:
+            b.no_home("pref_ftx", f"{ftx:g} × the supervised loss added to the preference loss: no home in ftc "
+                                  "(ftc trains the preference loss alone)", "error")
+    if "ref_model" in b.source and not is_unset(b.source["ref_model"]):
+        b.no_home("ref_model", "a reference model other than the model trained: no home in ftc (its reference is "
+                               "the base model, or objective.init_from)", "error")
+    elif "ref_model" in b.source:
+        b.unset("ref_model", "objective.reference", "translated")
 
 
 def _method(b: Builder) -> None:
@@ -167,9 +219,13 @@ def _dataset(b: Builder, name: str, info: dict[str, Any], folder: str | None, st
         entry.notes.extend(notes)
     formatting = attrs.get("formatting", "alpaca")
     columns, tags = attrs.get("columns") or {}, attrs.get("tags") or {}
+    if "kto_tag" in columns:
+        entry.notes.append(("warning", f"{name!r} is {formatting} rows labelled by {columns['kto_tag']!r}: ftc's "
+                                       "unpaired rows are prompt, completion and label (true/false); convert the "
+                                       "file"))
+        return path, "unpaired"
     if attrs.get("ranking"):
-        entry.notes.append(("error", f"{name!r} holds ranked pairs (chosen/rejected): no home yet for preference "
-                                     "data"))
+        return path, _ranked(name, formatting, columns, tags, entry)
     if stage == "pt":
         column = columns.get("prompt", "text")
         if column != "text":
@@ -195,6 +251,25 @@ def _dataset(b: Builder, name: str, info: dict[str, Any], folder: str | None, st
         entry.notes.append(("warning", f"{name!r} maps alpaca columns {renamed}: no home yet for field mapping; "
                                        "ftc's alpaca rows use instruction, input and output"))
     return path, "alpaca"
+
+
+def _ranked(name: str, formatting: str, columns: dict[str, Any], tags: dict[str, Any], entry: Entry) -> str:
+    """Format `preference` for a dataset of ranked pairs (`ranking: true`), with a note on its row layout."""
+    chosen, rejected = columns.get("chosen", "chosen"), columns.get("rejected", "rejected")
+    if formatting == "sharegpt":
+        turns = columns.get("messages", "conversations")
+        layout = (f"{turns!r} (the conversation so far, {tags or 'from/value turns, human/gpt roles'}) with "
+                  f"{chosen!r} and {rejected!r} (one reply each)")
+        convert = (f"prompt = the turns of {turns!r} as {{role, content}} messages, chosen and rejected = a list "
+                   "holding the one assistant message")
+    else:
+        prompt, query = columns.get("prompt", "instruction"), columns.get("query", "input")
+        layout = f"alpaca columns {prompt!r} (+ {query!r}), {chosen!r} and {rejected!r}"
+        convert = f"prompt = {prompt!r} (and {query!r} after a blank line), chosen and rejected as they are"
+    entry.notes.append(("warning", f"{name!r} holds ranked pairs as {layout}: ftc's preference rows are "
+                                   f"prompt, chosen and rejected (text or chat messages); convert the file: "
+                                   f"{convert}"))
+    return "preference"
 
 
 def _data(b: Builder, stage: str) -> None:
@@ -236,12 +311,17 @@ def _data(b: Builder, stage: str) -> None:
     key = "cutoff_len"
     if key in b.source and not skip_unset(b, key, "data.max_seq_length"):
         b.put("data.max_seq_length", b.number(key, int), key)
-        b.translated(key, "data.max_seq_length", "LLaMA-Factory truncates longer rows; ftc skips them (and counts "
-                     "them): no home yet for truncation, so rows over the limit are left out instead of cut"
-                     if stage != "pt" else "the block length of the packed text (see stage)", "warning")
+        b.translated(key, "data.max_seq_length", "LLaMA-Factory cuts longer rows to fit: data.too_long truncate"
+                     if stage != "pt" else "the block length of the packed text (see stage)")
     if not b.has("data.max_seq_length"):
-        b.default("data.max_seq_length", 2048, "LLaMA-Factory default cutoff_len 2048 (it truncates longer rows; "
-                                               "ftc skips them)")
+        b.default("data.max_seq_length", 2048, "LLaMA-Factory default cutoff_len 2048")
+    if stage != "pt":
+        # LLaMA-Factory cuts a long row's prompt and response in proportion to their lengths; ftc keeps the
+        # whole prompt and cuts the response (skipping a row whose prompt alone is too long): close, not equal.
+        b.default("data.too_long", "truncate", "LLaMA-Factory truncates rows longer than cutoff_len (prompt and "
+                                               "response in proportion to their lengths); ftc keeps the whole "
+                                               "prompt, cuts the response and skips a row whose prompt alone is "
+                                               "too long; ftc's default skips every long row")
     packing_default = stage == "pt"
     if "neat_packing" in b.source and flag(b.source["neat_packing"]):
         b.set_translated("neat_packing", "data.packing", True, "packing without attention across rows, as ftc")
