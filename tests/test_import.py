@@ -195,8 +195,9 @@ def _dig(spec: dict, dotted: str):  # noqa: ANN202
       "performance.attention": "flash_attention_2", "training.gradient_checkpointing": False,
       "training.optimizer": "paged_adamw_8bit"}),
     ("llama-factory", "model_name_or_path: m\nfinetuning_type: full\nreport_to: [wandb, tensorboard]\n"
-                      "train_on_prompt: true\nneat_packing: true\nval_size: 0.05\n",
-     {"method.type": "full", "monitoring.report_to": ["wandb", "tensorboard"], "data.train_on_inputs": True,
+                      "train_on_prompt: true\nneat_packing: true\nval_size: 0.05\npure_bf16: true\n",
+     {"method.type": "full", "training.precision": "bf16-pure", "monitoring.report_to": ["wandb", "tensorboard"],
+      "data.train_on_inputs": True,
       "data.packing": True, "data.validation": {"fraction": 0.05}}),
 ])
 def test_translations(tmp_path: Path, tool: str, text: str, expected: dict) -> None:

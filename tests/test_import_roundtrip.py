@@ -66,7 +66,8 @@ def llama_factory_effective(cfg: dict[str, Any]) -> dict[str, Any]:
         "learning_rate": float(_get(cfg, "learning_rate", d)),
         "batch": _get(cfg, "per_device_train_batch_size", d) * _get(cfg, "gradient_accumulation_steps", d),
         "seq": _get(cfg, "cutoff_len", d),
-        "precision": "bf16" if cfg.get("bf16") is True else "fp16" if cfg.get("fp16") is True else "fp32",
+        "precision": "bf16-pure" if cfg.get("pure_bf16") is True else "bf16" if cfg.get("bf16") is True
+        else "fp16" if cfg.get("fp16") is True else "fp32",
     }
     if cfg.get("finetuning_type", "lora") == "lora":
         rank = _get(cfg, "lora_rank", d)
@@ -138,6 +139,8 @@ MINIMAL = [
                       "lora_target: q_proj,v_proj\nlora_dropout: 0.1\nfp16: true\ndataset: rows.jsonl\n"),
     ("llama-factory", "model_name_or_path: meta-llama/Llama-3.2-1B\nfinetuning_type: full\nbf16: true\n"
                       "learning_rate: 1.0e-5\ndataset: rows.jsonl\ncutoff_len: 4096\n"),
+    ("llama-factory", "model_name_or_path: meta-llama/Llama-3.2-1B\nfinetuning_type: full\npure_bf16: true\n"
+                      "learning_rate: 1.0e-5\ndataset: rows.jsonl\n"),
 ]
 
 

@@ -415,9 +415,13 @@ def _training(b: Builder) -> None:
             b.translated(key, "training.precision", f"precision {precision}")
     if "pure_bf16" in b.source:
         if flag(b.source["pure_bf16"]):
-            b.put("training.precision", "bf16", "pure_bf16 (mixed bf16 in ftc)")
-            b.no_home("pure_bf16", "no home yet for pure bf16 (bf16 weights and optimizer states): ftc trains in "
-                                   "mixed bf16, which needs more memory and rounds less")
+            if is_unset(b.source.get("deepspeed")):
+                b.set_translated("pure_bf16", "training.precision", "bf16-pure", "bf16 weights and optimizer "
+                                 "states, without fp32 master weights")
+            else:
+                b.put("training.precision", "bf16", "pure_bf16 with DeepSpeed: mixed bf16")
+                b.translated("pure_bf16", "training.precision", "mixed bf16: ftc's pure bf16 does not run under "
+                                                                "DeepSpeed, which keeps fp32 master weights", "warning")
         else:
             b.translated("pure_bf16", "training.precision", "false: mixed precision")
     if precision == "fp32" and not flag(b.source.get("pure_bf16")) and "bf16" not in b.source \
