@@ -264,3 +264,24 @@ def test_llama_factory_preference_stages_compile(tmp_path: Path, text: str, expe
 def test_llama_factory_preference_settings_without_a_home_are_refused(tmp_path: Path, text: str, key: str) -> None:
     imported = import_config("llama-factory", _write(tmp_path, "cfg.yaml", "model_name_or_path: m\n" + text))
     assert key in {e.key for e in imported.refused}
+
+
+def test_hub_datasets_become_hub_sources(tmp_path: Path) -> None:
+    import json
+
+    config = _write(tmp_path, "a.yml", "base_model: m\nlearning_rate: 1e-5\ndatasets:\n  - path: org/rows\n"
+                                       "    name: en\n    type: alpaca\n    split: train[:20%]\n")
+    imported = import_config("axolotl", config)
+    assert imported.spec["data"]["train"]["hub"] == {"id": "org/rows", "subset": "en", "split": "train[:20%]"}
+    assert "path" not in imported.spec["data"]["train"]
+    (tmp_path / "data").mkdir()
+    info = {"hf": {"hf_hub_url": "org/pairs", "subset": "s"}, "ms": {"ms_hub_url": "AI-ModelScope/pairs"}}
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    config = _write(tmp_path, "lf.yaml", "model_name_or_path: m\ndataset: hf\neval_dataset: ms\n")
+    imported = import_config("llama-factory", config)
+    assert imported.spec["data"]["train"]["hub"] == {"id": "org/pairs", "subset": "s"}
+    assert imported.spec["data"]["validation"] == {"path": "data/ms.jsonl"}  # ModelScope: saved by hand
+    assert imported.entries["eval_dataset"].level == "warning"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    assert compile_spec(spec).ok

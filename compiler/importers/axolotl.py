@@ -8,7 +8,7 @@ from typing import Any
 from . import mapping
 from .axolotl_keys import REFUSED, TOOL_ONLY, WARNED
 from .common import Builder, is_unset
-from .datasets import local_or_placeholder
+from .datasets import data_source, shown
 from .mapping import explicit, flag, skip_unset
 
 ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further "
@@ -135,11 +135,13 @@ def _data(b: Builder) -> None:
                                   "sharegpt, completion, pretrain): its prompt text would differ", "error")
             return
         reference = str(first.get("data_files") or first.get("path") or "")
-        path, notes = local_or_placeholder(reference, b.path, first.get("split"))
-        b.put("data.train.path", path, f"datasets[0].path: {first.get('path')}")
+        source, notes = data_source(reference, b.path, first.get("split"), first.get("name"),
+                                      "datasets[0].split")
+        where, value = next(iter(source.items()))
+        b.put(f"data.train.{where}", value, f"datasets[0].path: {first.get('path')}")
         b.put("data.train.format", fmt, f"datasets[0].type: {kind}")
-        entry = b.translated("datasets", ("data.train.path", "data.train.format"),
-                             f"datasets[0] → data.train (path {path}, format {fmt})")
+        entry = b.translated("datasets", (f"data.train.{where}", "data.train.format"),
+                             f"datasets[0] → data.train ({shown(source)}, format {fmt})")
         entry.notes.extend(notes)
         if kind == "alpaca":
             entry.notes.append(("warning", "Axolotl's alpaca prompt starts with the preamble \"" + ALPACA_PREAMBLE
@@ -148,8 +150,12 @@ def _data(b: Builder) -> None:
         _dataset_fields(entry.notes, first, kind)
         if len(datasets) > 1:
             rest = ", ".join(str(d.get("path")) for d in datasets[1:] if isinstance(d, dict))
-            entry.notes.append(("warning", f"no home yet for mixtures: ftc trains on one file; datasets[1:] ({rest}) "
-                                           "must be merged into it"))
+            # Axolotl concatenates the datasets whole, so each one's share is its size. data.mixture would need
+            # those sizes as `rows` counts, which the config does not hold: the user merges or counts them.
+            entry.notes.append(("warning", f"Axolotl concatenates the datasets whole (each one's share is its size, "
+                                           f"unknown here): datasets[1:] ({rest}) are not imported; merge their rows "
+                                           "into data.train, or list them in data.mixture with a `rows` count each "
+                                           "(its size, and data.train's too)"))
     elif "datasets" in b.source:
         b.no_home("datasets", "not a list of datasets", "error")
     if "chat_template" in b.source:
@@ -176,10 +182,8 @@ def _dataset_fields(notes: list, first: dict[str, Any], kind: str) -> None:
     for key, value in first.items():
         if key in known or is_unset(value):
             continue
-        if key == "split":
-            if value != "train":
-                notes.append(("warning", f"datasets[0].split {value!r}: no home yet for splits and slices: "
-                                         "save exactly those rows to the file"))
+        if key in ("split", "name"):
+            continue  # read by data_source: hub.split, hub.subset
         elif key == "field_messages":
             if value != "messages":
                 notes.append(("warning", f"datasets[0].field_messages {value!r}: no home yet for field mapping: "

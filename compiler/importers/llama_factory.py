@@ -10,7 +10,7 @@ from typing import Any
 from ..runtime.objective_traits import LOSS_TYPES
 from . import mapping
 from .common import Builder, Entry, is_unset
-from .datasets import local_or_placeholder
+from .datasets import data_source, shown
 from .llama_factory_keys import REFUSED, TOOL_ONLY, WARNED
 from .mapping import explicit, flag, skip_unset
 
@@ -201,21 +201,25 @@ def _dataset_info(b: Builder) -> tuple[dict[str, Any], str | None]:
 
 
 def _dataset(b: Builder, name: str, info: dict[str, Any], folder: str | None, stage: str,
-             entry: Entry) -> tuple[str, str]:
-    """(path, format) of one LLaMA-Factory dataset name, with notes on `entry`."""
+             entry: Entry) -> tuple[dict[str, Any], str]:
+    """(source, format) of one LLaMA-Factory dataset name, with notes on `entry`."""
     attrs = info.get(name)
     if folder is None or not isinstance(attrs, dict):
-        path, notes = local_or_placeholder(name, b.path)
+        path, notes = data_source(name, b.path)
         entry.notes.extend(notes)
         entry.notes.append(("warning", f"{name!r} was not found in dataset_info.json (looked for "
                                        f"{b.value('dataset_dir', 'data')}/dataset_info.json beside the config and "
                                        "above it): LLaMA-Factory's default row format (alpaca) assumed"))
         return path, "text" if stage == "pt" else "alpaca"
     if "file_name" in attrs:
-        path = str(Path(folder) / str(attrs["file_name"]))
+        path: dict[str, Any] = {"path": str(Path(folder) / str(attrs["file_name"]))}
     else:
         hub = attrs.get("hf_hub_url") or attrs.get("ms_hub_url") or attrs.get("script_url") or name
-        path, notes = local_or_placeholder(str(hub), b.path, attrs.get("split"))
+        path, notes = data_source(str(hub), b.path, attrs.get("split"), attrs.get("subset"))
+        if "hf_hub_url" not in attrs and "hub" in path:  # a ModelScope id or a script, not a Hugging Face one
+            path = {"path": f"data/{name}.jsonl"}
+            notes = [("warning", f"{name!r} is read from {hub!r} (ModelScope or a loading script): ftc reads "
+                                 f"local files and the Hugging Face Hub; save its rows to {path['path']}")]
         entry.notes.extend(notes)
     formatting = attrs.get("formatting", "alpaca")
     columns, tags = attrs.get("columns") or {}, attrs.get("tags") or {}
@@ -280,18 +284,23 @@ def _data(b: Builder, stage: str) -> None:
         entry = b.translated("dataset", ("data.train.path", "data.train.format"), "")
         entry.notes.clear()
         resolved = [_dataset(b, name, info, folder, stage, entry) for name in names]
-        path, fmt = resolved[0]
+        source, fmt = resolved[0]
         if len(names) > 1:
+            # LLaMA-Factory concatenates the datasets whole, so each one's share is its size. data.mixture would
+            # need those sizes as `rows` counts, which the config does not hold: one combined file is exact.
             stem = "+".join(names)
-            path = f"data/{stem}.jsonl"
-            entry.notes.append(("warning", f"no home yet for mixtures: ftc trains on one file; write the rows of "
-                                           f"{', '.join(p for p, _ in resolved)} into {path} (LLaMA-Factory "
-                                           "concatenates them)"))
+            source = {"path": f"data/{stem}.jsonl"}
+            entry.notes.append(("warning", f"LLaMA-Factory concatenates the datasets whole (each one's share is its "
+                                           f"size, unknown here): write the rows of "
+                                           f"{', '.join(shown(s) for s, _ in resolved)} into {source['path']}, or "
+                                           "list them in data.mixture with a `rows` count each (its size)"))
             if len({f for _, f in resolved}) > 1:
                 entry.notes.append(("error", "the datasets have different row formats: one ftc file has one"))
-        b.put("data.train.path", path, f"dataset: {b.source['dataset']}")
+        where, value = next(iter(source.items()))
+        entry.ftc = (f"data.train.{where}", "data.train.format")
+        b.put(f"data.train.{where}", value, f"dataset: {b.source['dataset']}")
         b.put("data.train.format", fmt, "dataset_info.json formatting" if folder else "LLaMA-Factory's default")
-        entry.notes.insert(0, ("info", f"{', '.join(names)} → data.train (path {path}, format {fmt})"))
+        entry.notes.insert(0, ("info", f"{', '.join(names)} → data.train ({shown(source)}, format {fmt})"))
         if fmt == "alpaca" and "template" in b.source:
             entry.notes.append(("warning", f"LLaMA-Factory renders alpaca rows through template "
                                            f"{b.source['template']!r} (the model's chat format); ftc's alpaca format "
@@ -303,9 +312,9 @@ def _data(b: Builder, stage: str) -> None:
     if "eval_dataset" in b.source and not skip_unset(b, "eval_dataset", "data.validation.path"):
         entry = b.translated("eval_dataset", "data.validation.path", "")
         entry.notes.clear()
-        path, _ = _dataset(b, _split(b.source["eval_dataset"])[0], info, folder, stage, entry)
-        b.put("data.validation", {"path": path}, "eval_dataset")
-        entry.notes.insert(0, ("info", f"data.validation.path {path}"))
+        source, _ = _dataset(b, _split(b.source["eval_dataset"])[0], info, folder, stage, entry)
+        b.put("data.validation", source, "eval_dataset")
+        entry.notes.insert(0, ("info", f"data.validation: {shown(source)}"))
     if "template" in b.source and not skip_unset(b, "template", "data.train.chat_template"):
         mapping.chat_template(b, "template", str(b.source["template"]), fmt == "chat")
     key = "cutoff_len"
