@@ -285,3 +285,53 @@ def test_hub_datasets_become_hub_sources(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
     assert compile_spec(spec).ok
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("type: chat_template\n    field_messages: conversations\n"
+     "    message_property_mappings: {role: from, content: value}\n",
+     {"format": "sharegpt"}),
+    ("type: sharegpt\n", {"format": "sharegpt"}),
+    ("type: chat_template\n    field_messages: turns\n    message_property_mappings: {role: speaker, content: text}\n"
+     "    roles: {user: [human, user], assistant: [bot]}\n",
+     {"format": "chat", "fields": {"messages": "turns", "role": "speaker", "content": "text"},
+      "roles": {"human": "user", "bot": "assistant"}}),
+])
+def test_axolotl_message_layouts_become_fields_and_roles(tmp_path: Path, text: str, expected: dict) -> None:
+    config = _write(tmp_path, "a.yml", "base_model: m\nlearning_rate: 1e-5\nchat_template: chatml\n"
+                                       "datasets:\n  - path: rows.jsonl\n    " + text)
+    imported = import_config("axolotl", config)
+    train = imported.spec["data"]["train"]
+    assert {k: train.get(k) for k in ("format", "fields", "roles")} == {"fields": None, "roles": None, **expected}
+    assert train["chat_template"] == "chatml"
+    assert imported.entries["datasets"].level == "info"  # mapped exactly: nothing left to convert by hand
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    assert compile_spec(spec).ok
+
+
+@pytest.mark.parametrize(("attrs", "expected"), [
+    ({"formatting": "sharegpt"}, {"format": "sharegpt"}),
+    ({"formatting": "sharegpt", "columns": {"messages": "messages", "system": "sys", "tools": "tools"},
+      "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}},
+     {"format": "chat", "fields": {"system": "sys", "tools": "tools"},
+      "roles": {"observation": "tool"}}),  # LLaMA-Factory's default observation_tag
+    ({"formatting": "sharegpt", "columns": {"messages": "turns"},
+      "tags": {"user_tag": "person", "assistant_tag": "ai"}},
+     {"format": "sharegpt", "fields": {"messages": "turns"}, "roles": {"person": "user", "ai": "assistant"}}),
+    ({"columns": {"prompt": "question", "query": "input", "response": "answer", "system": "sys"}},
+     {"format": "alpaca", "fields": {"instruction": "question", "output": "answer", "system": "sys"}}),
+])
+def test_llama_factory_columns_and_tags_become_fields_and_roles(tmp_path: Path, attrs: dict, expected: dict) -> None:
+    import json
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps({"rows": {"file_name": "rows.jsonl", **attrs}}),
+                                                         encoding="utf-8")
+    imported = import_config("llama-factory", _write(tmp_path, "lf.yaml", "model_name_or_path: m\ndataset: rows\n"))
+    train = imported.spec["data"]["train"]
+    assert {k: train.get(k) for k in ("format", "fields", "roles")} == {"fields": None, "roles": None, **expected}
+    assert imported.entries["dataset"].level == "info"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    assert compile_spec(spec).ok

@@ -12,6 +12,7 @@ from . import mapping
 from .common import Builder, Entry, is_unset
 from .datasets import data_source, shown
 from .llama_factory_keys import REFUSED, TOOL_ONLY, WARNED
+from .llama_factory_layouts import alpaca_layout, ranked, sharegpt_layout, text_layout
 from .mapping import explicit, flag, skip_unset
 
 # LLaMA-Factory stage → ftc objective.type (sft and pt train supervised).
@@ -229,51 +230,13 @@ def _dataset(b: Builder, name: str, info: dict[str, Any], folder: str | None, st
                                        "file"))
         return path, "unpaired"
     if attrs.get("ranking"):
-        return path, _ranked(name, formatting, columns, tags, entry)
+        return path, ranked(name, formatting, columns, tags, entry)
     if stage == "pt":
-        column = columns.get("prompt", "text")
-        if column != "text":
-            entry.notes.append(("warning", f"{name!r} keeps its text in {column!r}: no home yet for field "
-                                           "mapping; ftc's text rows use `text`"))
-        return path, "text"
+        return {**path, **text_layout(columns)}, "text"
     if formatting == "sharegpt":
-        plain = (columns.get("messages", "conversations") == "messages"
-                 and tags.get("role_tag") == "role" and tags.get("content_tag") == "content"
-                 and tags.get("user_tag") == "user" and tags.get("assistant_tag") == "assistant")
-        if not plain:
-            entry.notes.append(("warning", f"{name!r} is sharegpt rows ({columns or 'conversations'}, "
-                                           f"{tags or 'from/value, human/gpt'}): no home yet for field mapping; "
-                                           "ftc's chat rows are `messages` of {role, content} with roles "
-                                           "system/user/assistant: convert the file"))
-        if set(columns) - {"messages", "system"}:
-            entry.notes.append(("warning", f"{name!r} has columns {sorted(set(columns) - {'messages', 'system'})} "
-                                           "(tools, images, ...): no home in ftc"))
-        return path, "chat"
-    standard = {"prompt": "instruction", "query": "input", "response": "output"}
-    renamed = {k: v for k, v in columns.items() if standard.get(k, k) != v}
-    if renamed:
-        entry.notes.append(("warning", f"{name!r} maps alpaca columns {renamed}: no home yet for field mapping; "
-                                       "ftc's alpaca rows use instruction, input and output"))
-    return path, "alpaca"
-
-
-def _ranked(name: str, formatting: str, columns: dict[str, Any], tags: dict[str, Any], entry: Entry) -> str:
-    """Format `preference` for a dataset of ranked pairs (`ranking: true`), with a note on its row layout."""
-    chosen, rejected = columns.get("chosen", "chosen"), columns.get("rejected", "rejected")
-    if formatting == "sharegpt":
-        turns = columns.get("messages", "conversations")
-        layout = (f"{turns!r} (the conversation so far, {tags or 'from/value turns, human/gpt roles'}) with "
-                  f"{chosen!r} and {rejected!r} (one reply each)")
-        convert = (f"prompt = the turns of {turns!r} as {{role, content}} messages, chosen and rejected = a list "
-                   "holding the one assistant message")
-    else:
-        prompt, query = columns.get("prompt", "instruction"), columns.get("query", "input")
-        layout = f"alpaca columns {prompt!r} (+ {query!r}), {chosen!r} and {rejected!r}"
-        convert = f"prompt = {prompt!r} (and {query!r} after a blank line), chosen and rejected as they are"
-    entry.notes.append(("warning", f"{name!r} holds ranked pairs as {layout}: ftc's preference rows are "
-                                   f"prompt, chosen and rejected (text or chat messages); convert the file: "
-                                   f"{convert}"))
-    return "preference"
+        fmt, layout = sharegpt_layout(name, columns, tags, entry)
+        return {**path, **layout}, fmt
+    return {**path, **alpaca_layout(name, columns, entry)}, "alpaca"
 
 
 def _data(b: Builder, stage: str) -> None:
@@ -294,11 +257,14 @@ def _data(b: Builder, stage: str) -> None:
                                            f"size, unknown here): write the rows of "
                                            f"{', '.join(shown(s) for s, _ in resolved)} into {source['path']}, or "
                                            "list them in data.mixture with a `rows` count each (its size)"))
-            if len({f for _, f in resolved}) > 1:
-                entry.notes.append(("error", "the datasets have different row formats: one ftc file has one"))
-        where, value = next(iter(source.items()))
-        entry.ftc = (f"data.train.{where}", "data.train.format")
-        b.put(f"data.train.{where}", value, f"dataset: {b.source['dataset']}")
+            layouts = {repr((f, s.get("fields"), s.get("roles"))) for s, f in resolved}
+            if len(layouts) > 1:
+                entry.notes.append(("error", "the datasets have different row layouts: one ftc file has one"))
+            source.update({k: v for k, v in resolved[0][0].items() if k in ("fields", "roles")})
+        entry.ftc = tuple(f"data.train.{key}" for key in source) + ("data.train.format",)
+        for key, value in source.items():
+            b.put(f"data.train.{key}", value, f"dataset: {b.source['dataset']}" if key in ("path", "hub")
+                  else f"dataset_info.json columns/tags of {names[0]}")
         b.put("data.train.format", fmt, "dataset_info.json formatting" if folder else "LLaMA-Factory's default")
         entry.notes.insert(0, ("info", f"{', '.join(names)} → data.train ({shown(source)}, format {fmt})"))
         if fmt == "alpaca" and "template" in b.source:
@@ -313,10 +279,14 @@ def _data(b: Builder, stage: str) -> None:
         entry = b.translated("eval_dataset", "data.validation.path", "")
         entry.notes.clear()
         source, _ = _dataset(b, _split(b.source["eval_dataset"])[0], info, folder, stage, entry)
+        mapped = {k: source.pop(k) for k in ("fields", "roles") if k in source}
+        if mapped:
+            entry.notes.append(("warning", f"the validation rows are laid out as {mapped}: data.validation has no "
+                                           "field or role mapping; convert them to the training data's layout"))
         b.put("data.validation", source, "eval_dataset")
         entry.notes.insert(0, ("info", f"data.validation: {shown(source)}"))
     if "template" in b.source and not skip_unset(b, "template", "data.train.chat_template"):
-        mapping.chat_template(b, "template", str(b.source["template"]), fmt == "chat")
+        mapping.chat_template(b, "template", str(b.source["template"]), fmt in ("chat", "sharegpt"))
     key = "cutoff_len"
     if key in b.source and not skip_unset(b, key, "data.max_seq_length"):
         b.put("data.max_seq_length", b.number(key, int), key)
