@@ -335,3 +335,31 @@ def test_llama_factory_columns_and_tags_become_fields_and_roles(tmp_path: Path, 
     spec = tmp_path / "spec.yaml"
     spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
     assert compile_spec(spec).ok
+
+
+@pytest.mark.parametrize(("rl", "expected"), [
+    ("dpo\nrl_beta: 0.2", {"type": "dpo", "beta": 0.2}),
+    ("ipo", {"type": "dpo", "loss_type": "ipo"}),
+    ("kto\nrl_beta: 0.3", {"type": "kto", "beta": 0.3}),
+    ("orpo\norpo_alpha: 0.05", {"type": "orpo", "beta": 0.05}),
+])
+def test_axolotl_rl_becomes_the_objective(tmp_path: Path, rl: str, expected: dict) -> None:
+    config = _write(tmp_path, "a.yml", f"base_model: m\nadapter: lora\nlearning_rate: 5e-6\nrl: {rl}\n"
+                                       "datasets:\n  - path: pairs.jsonl\n    type: chatml.intel\n")
+    imported = import_config("axolotl", config)
+    assert imported.refused == []
+    assert {k: imported.spec["objective"][k] for k in expected} == expected
+    fmt = "unpaired" if expected["type"] == "kto" else "preference"
+    assert imported.spec["data"]["train"]["format"] == fmt
+    assert imported.entries["datasets"].level == "warning"  # the strategy's row layout is not mapped silently
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    compiled = compile_spec(spec)
+    assert compiled.ok, [d.format(str(spec)) for d in compiled.diagnostics if d.is_error]
+
+
+@pytest.mark.parametrize("rl", ["grpo", "simpo"])
+def test_axolotl_rl_without_an_exact_home_is_refused(tmp_path: Path, rl: str) -> None:
+    config = _write(tmp_path, "a.yml", f"base_model: m\nlearning_rate: 5e-6\nrl: {rl}\n"
+                                       "datasets:\n  - path: rows.jsonl\n    type: alpaca\n")
+    assert [e.key for e in import_config("axolotl", config).refused] == ["rl"]

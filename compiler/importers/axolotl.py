@@ -7,6 +7,7 @@ from typing import Any
 
 from . import mapping
 from .axolotl_keys import REFUSED, TOOL_ONLY, WARNED
+from .axolotl_objective import objective
 from .common import Builder, is_unset
 from .datasets import data_source, shown
 from .mapping import explicit, flag, skip_unset
@@ -16,9 +17,10 @@ ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with a
 
 
 def import_axolotl(b: Builder) -> None:
+    kind = objective(b)
     _method(b)
     _lora(b)
-    _data(b)
+    _data(b, kind)
     _training(b)
     _performance(b)
     _monitoring(b)
@@ -123,13 +125,15 @@ _TYPES = {"alpaca": "alpaca", "chat_template": "chat", "sharegpt": "sharegpt", "
           "pretrain": "text"}
 
 
-def _data(b: Builder) -> None:
+def _data(b: Builder, objective: str | None) -> None:
     datasets = b.source.get("datasets")
     fmt = "alpaca"
     if isinstance(datasets, list) and datasets and isinstance(datasets[0], dict):
         first: dict[str, Any] = datasets[0]
         kind = str(first.get("type") or "")
         fmt = _TYPES.get(kind.split(".")[0] if kind.startswith("chat_template") else kind, "")
+        if objective is not None:
+            fmt = "unpaired" if objective == "kto" else "preference"
         if not fmt:
             b.no_home("datasets", f"datasets[0].type {kind!r} has no ftc row format (alpaca, chat_template, "
                                   "sharegpt, completion, pretrain): its prompt text would differ", "error")
@@ -143,11 +147,16 @@ def _data(b: Builder) -> None:
         entry = b.translated("datasets", (f"data.train.{where}", "data.train.format"),
                              f"datasets[0] → data.train ({shown(source)}, format {fmt})")
         entry.notes.extend(notes)
-        if kind == "alpaca":
+        if objective is not None:
+            columns = "prompt, completion and label" if fmt == "unpaired" else "prompt, chosen and rejected"
+            entry.notes.append(("warning", f"datasets[0].type {kind or '(none)'!r} is an Axolotl prompt strategy "
+                                           f"for {objective} rows, with its own columns and prompt text: ftc's {fmt} "
+                                           f"rows are {columns} (text or chat messages); convert the file"))
+        elif kind == "alpaca":
             entry.notes.append(("warning", "Axolotl's alpaca prompt starts with the preamble \"" + ALPACA_PREAMBLE
                                 + "\"; ftc's alpaca prompt has no preamble (no home yet for prompt text): the "
                                 "model sees the same ### Instruction / ### Response layout without it"))
-        if _dataset_fields(b, entry.notes, first, fmt) != fmt:
+        if objective is None and _dataset_fields(b, entry.notes, first, fmt) != fmt:
             fmt = "sharegpt"
             b.put("data.train.format", fmt, f"datasets[0].type: {kind} with ShareGPT's conversations of from/value")
             entry.notes[0] = ("info", f"datasets[0] → data.train ({shown(source)}, format {fmt})")
