@@ -17,7 +17,7 @@ PEERS = Path(__file__).parent / "data" / "peer_configs"
 AXOLOTL = PEERS / "axolotl" / "examples"
 LLAMA_FACTORY = PEERS / "llama_factory" / "examples"
 
-# Configs that import and compile (LoRA, QLoRA, full, DeepSpeed, chat and alpaca data, pre-training text).
+# Configs that import and compile (LoRA, QLoRA, full, DeepSpeed, chat and alpaca data, pre-training text, DPO).
 COMPILED = [("axolotl", AXOLOTL / p) for p in (
     "llama-3/lora-1b.yml", "llama-3/qlora-1b.yml", "llama-3/fft-8b.yaml", "llama-3/instruct-lora-8b.yml",
     "llama-3/fft-8b-liger-fsdp.yaml", "llama-2/lora.yml", "llama-2/qlora.yml", "llama-2/fft_optimized.yml",
@@ -26,14 +26,13 @@ COMPILED = [("axolotl", AXOLOTL / p) for p in (
 )] + [("llama-factory", LLAMA_FACTORY / p) for p in (
     "train_lora/llama3_lora_sft.yaml", "train_lora/llama3_lora_sft_ds0.yaml", "train_lora/llama3_lora_sft_ds3.yaml",
     "train_lora/qwen3_lora_sft.yaml", "train_lora/qwen3_lora_sft_ds3.yaml", "train_lora/llama3_lora_pretrain.yaml",
+    "train_lora/llama3_lora_dpo.yaml",
     "train_qlora/llama3_lora_sft_otfq.yaml", "train_qlora/qwen3_lora_sft_otfq.yaml",
     "train_full/llama3_full_sft.yaml", "train_full/llama3_full_sft_ds3.yaml", "train_full/qwen3_full_sft.yaml",
 )]
 # Configs whose keys change what is trained with no ftc home: the import refuses them, naming the keys.
 REFUSED = [
     ("axolotl", AXOLOTL / "mistral/bigstral-ds-zero3.yaml", {"unfrozen_parameters", "tokens"}),
-    ("llama-factory", LLAMA_FACTORY / "train_lora/llama3_lora_dpo.yaml", {"stage", "dataset", "pref_beta",
-                                                                          "pref_loss"}),
 ]
 
 
@@ -133,8 +132,9 @@ def test_llama_factory_lora_defaults_are_written_explicitly(tmp_path: Path) -> N
     defaults = {d.ftc_key: d.value for d in imported.defaults}
     assert defaults["method.lora.alpha"] == 32 and defaults["method.lora.dropout"] == 0.0
     assert "2 × lora_rank" in imported.comments["method.lora.alpha"]
-    assert imported.entries["cutoff_len"].level == "warning"  # truncates there, skips here
-    assert any("truncates" in text for _, text in imported.entries["cutoff_len"].notes)
+    assert imported.spec["data"]["too_long"] == "truncate"  # LLaMA-Factory cuts long rows; ftc's default skips them
+    assert defaults["data.too_long"] == "truncate"
+    assert any("too_long truncate" in text for _, text in imported.entries["cutoff_len"].notes)
 
 
 def test_axolotl_alpaca_preamble_and_target_linear(tmp_path: Path) -> None:
@@ -195,8 +195,9 @@ def _dig(spec: dict, dotted: str):  # noqa: ANN202
       "performance.attention": "flash_attention_2", "training.gradient_checkpointing": False,
       "training.optimizer": "paged_adamw_8bit"}),
     ("llama-factory", "model_name_or_path: m\nfinetuning_type: full\nreport_to: [wandb, tensorboard]\n"
-                      "train_on_prompt: true\nneat_packing: true\nval_size: 0.05\n",
-     {"method.type": "full", "monitoring.report_to": ["wandb", "tensorboard"], "data.train_on_inputs": True,
+                      "train_on_prompt: true\nneat_packing: true\nval_size: 0.05\npure_bf16: true\n",
+     {"method.type": "full", "training.precision": "bf16-pure", "monitoring.report_to": ["wandb", "tensorboard"],
+      "data.train_on_inputs": True,
       "data.packing": True, "data.validation": {"fraction": 0.05}}),
 ])
 def test_translations(tmp_path: Path, tool: str, text: str, expected: dict) -> None:
@@ -215,3 +216,150 @@ def test_a_value_of_the_wrong_type_is_an_input_error_at_its_line(tmp_path: Path)
         import_config("axolotl", path)
     assert caught.value.where == f"{path}:4:15"
     assert "sequence_len" in caught.value.message
+
+
+_PREFERENCE_INFO = {
+    "pairs": {"file_name": "pairs.jsonl", "ranking": True, "columns": {"prompt": "question", "chosen": "good",
+                                                                      "rejected": "bad"}},
+    "labelled": {"file_name": "labelled.jsonl", "formatting": "sharegpt",
+                 "columns": {"messages": "messages", "kto_tag": "label"}},
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("stage: dpo\npref_beta: 0.2\npref_loss: hinge\npref_ftx: 0\ndataset: pairs\n",
+     {"type": "dpo", "beta": 0.2, "loss_type": "hinge"}),
+    ("stage: dpo\npref_beta: 0.05\npref_loss: orpo\ndataset: pairs\n", {"type": "orpo", "beta": 0.05}),
+    ("stage: dpo\npref_beta: 2.0\npref_loss: simpo\nsimpo_gamma: 0.8\ndataset: pairs\n",
+     {"type": "simpo", "beta": 2.0, "simpo_gamma": 0.8}),
+    ("stage: rm\ndataset: pairs\n", {"type": "reward"}),
+    ("stage: kto\ndataset: labelled\n", {"type": "kto"}),
+])
+def test_llama_factory_preference_stages_compile(tmp_path: Path, text: str, expected: dict) -> None:
+    import json
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(_PREFERENCE_INFO), encoding="utf-8")
+    config = _write(tmp_path, "cfg.yaml", "model_name_or_path: m\nfinetuning_type: lora\n" + text)
+    imported = import_config("llama-factory", config)
+    assert imported.refused == []
+    assert {k: imported.spec["objective"][k] for k in expected} == expected
+    fmt = "unpaired" if expected["type"] == "kto" else "preference"
+    assert imported.spec["data"]["train"]["format"] == fmt
+    # the row layouts differ from ftc's: said as a warning, never silently
+    assert imported.entries["dataset"].level == "warning"
+    assert set(imported.entries) == set(yaml.safe_load(config.read_text(encoding="utf-8")))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    compiled = compile_spec(spec)
+    assert compiled.ok, [d.format(str(spec)) for d in compiled.diagnostics if d.is_error]
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("stage: ppo\nreward_model: rm\n", "stage"),
+    ("stage: dpo\npref_loss: kto_pair\n", "pref_loss"),
+    ("stage: dpo\npref_ftx: 0.5\n", "pref_ftx"),
+    ("stage: dpo\nref_model: other/model\n", "ref_model"),
+])
+def test_llama_factory_preference_settings_without_a_home_are_refused(tmp_path: Path, text: str, key: str) -> None:
+    imported = import_config("llama-factory", _write(tmp_path, "cfg.yaml", "model_name_or_path: m\n" + text))
+    assert key in {e.key for e in imported.refused}
+
+
+def test_hub_datasets_become_hub_sources(tmp_path: Path) -> None:
+    import json
+
+    config = _write(tmp_path, "a.yml", "base_model: m\nlearning_rate: 1e-5\ndatasets:\n  - path: org/rows\n"
+                                       "    name: en\n    type: alpaca\n    split: train[:20%]\n")
+    imported = import_config("axolotl", config)
+    assert imported.spec["data"]["train"]["hub"] == {"id": "org/rows", "subset": "en", "split": "train[:20%]"}
+    assert "path" not in imported.spec["data"]["train"]
+    (tmp_path / "data").mkdir()
+    info = {"hf": {"hf_hub_url": "org/pairs", "subset": "s"}, "ms": {"ms_hub_url": "AI-ModelScope/pairs"}}
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(info), encoding="utf-8")
+    config = _write(tmp_path, "lf.yaml", "model_name_or_path: m\ndataset: hf\neval_dataset: ms\n")
+    imported = import_config("llama-factory", config)
+    assert imported.spec["data"]["train"]["hub"] == {"id": "org/pairs", "subset": "s"}
+    assert imported.spec["data"]["validation"] == {"path": "data/ms.jsonl"}  # ModelScope: saved by hand
+    assert imported.entries["eval_dataset"].level == "warning"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    assert compile_spec(spec).ok
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("type: chat_template\n    field_messages: conversations\n"
+     "    message_property_mappings: {role: from, content: value}\n",
+     {"format": "sharegpt"}),
+    ("type: sharegpt\n", {"format": "sharegpt"}),
+    ("type: chat_template\n    field_messages: turns\n    message_property_mappings: {role: speaker, content: text}\n"
+     "    roles: {user: [human, user], assistant: [bot]}\n",
+     {"format": "chat", "fields": {"messages": "turns", "role": "speaker", "content": "text"},
+      "roles": {"human": "user", "bot": "assistant"}}),
+])
+def test_axolotl_message_layouts_become_fields_and_roles(tmp_path: Path, text: str, expected: dict) -> None:
+    config = _write(tmp_path, "a.yml", "base_model: m\nlearning_rate: 1e-5\nchat_template: chatml\n"
+                                       "datasets:\n  - path: rows.jsonl\n    " + text)
+    imported = import_config("axolotl", config)
+    train = imported.spec["data"]["train"]
+    assert {k: train.get(k) for k in ("format", "fields", "roles")} == {"fields": None, "roles": None, **expected}
+    assert train["chat_template"] == "chatml"
+    assert imported.entries["datasets"].level == "info"  # mapped exactly: nothing left to convert by hand
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    assert compile_spec(spec).ok
+
+
+@pytest.mark.parametrize(("attrs", "expected"), [
+    ({"formatting": "sharegpt"}, {"format": "sharegpt"}),
+    ({"formatting": "sharegpt", "columns": {"messages": "messages", "system": "sys", "tools": "tools"},
+      "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}},
+     {"format": "chat", "fields": {"system": "sys", "tools": "tools"},
+      "roles": {"observation": "tool"}}),  # LLaMA-Factory's default observation_tag
+    ({"formatting": "sharegpt", "columns": {"messages": "turns"},
+      "tags": {"user_tag": "person", "assistant_tag": "ai"}},
+     {"format": "sharegpt", "fields": {"messages": "turns"}, "roles": {"person": "user", "ai": "assistant"}}),
+    ({"columns": {"prompt": "question", "query": "input", "response": "answer", "system": "sys"}},
+     {"format": "alpaca", "fields": {"instruction": "question", "output": "answer", "system": "sys"}}),
+])
+def test_llama_factory_columns_and_tags_become_fields_and_roles(tmp_path: Path, attrs: dict, expected: dict) -> None:
+    import json
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps({"rows": {"file_name": "rows.jsonl", **attrs}}),
+                                                         encoding="utf-8")
+    imported = import_config("llama-factory", _write(tmp_path, "lf.yaml", "model_name_or_path: m\ndataset: rows\n"))
+    train = imported.spec["data"]["train"]
+    assert {k: train.get(k) for k in ("format", "fields", "roles")} == {"fields": None, "roles": None, **expected}
+    assert imported.entries["dataset"].level == "info"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    assert compile_spec(spec).ok
+
+
+@pytest.mark.parametrize(("rl", "expected"), [
+    ("dpo\nrl_beta: 0.2", {"type": "dpo", "beta": 0.2}),
+    ("ipo", {"type": "dpo", "loss_type": "ipo"}),
+    ("kto\nrl_beta: 0.3", {"type": "kto", "beta": 0.3}),
+    ("orpo\norpo_alpha: 0.05", {"type": "orpo", "beta": 0.05}),
+])
+def test_axolotl_rl_becomes_the_objective(tmp_path: Path, rl: str, expected: dict) -> None:
+    config = _write(tmp_path, "a.yml", f"base_model: m\nadapter: lora\nlearning_rate: 5e-6\nrl: {rl}\n"
+                                       "datasets:\n  - path: pairs.jsonl\n    type: chatml.intel\n")
+    imported = import_config("axolotl", config)
+    assert imported.refused == []
+    assert {k: imported.spec["objective"][k] for k in expected} == expected
+    fmt = "unpaired" if expected["type"] == "kto" else "preference"
+    assert imported.spec["data"]["train"]["format"] == fmt
+    assert imported.entries["datasets"].level == "warning"  # the strategy's row layout is not mapped silently
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text(imported, "ftc import"), encoding="utf-8")
+    compiled = compile_spec(spec)
+    assert compiled.ok, [d.format(str(spec)) for d in compiled.diagnostics if d.is_error]
+
+
+@pytest.mark.parametrize("rl", ["grpo", "simpo"])
+def test_axolotl_rl_without_an_exact_home_is_refused(tmp_path: Path, rl: str) -> None:
+    config = _write(tmp_path, "a.yml", f"base_model: m\nlearning_rate: 5e-6\nrl: {rl}\n"
+                                       "datasets:\n  - path: rows.jsonl\n    type: alpaca\n")
+    assert [e.key for e in import_config("axolotl", config).refused] == ["rl"]

@@ -12,7 +12,7 @@ from ftc.cli.main import main
 PEERS = Path(__file__).parent / "data" / "peer_configs"
 LORA = PEERS / "axolotl" / "examples" / "llama-3" / "lora-1b.yml"
 LF_SFT = PEERS / "llama_factory" / "examples" / "train_lora" / "llama3_lora_sft.yaml"
-DPO = PEERS / "llama_factory" / "examples" / "train_lora" / "llama3_lora_dpo.yaml"
+BIGSTRAL = PEERS / "axolotl" / "examples" / "mistral" / "bigstral-ds-zero3.yaml"
 
 
 def _run(*args: str):  # noqa: ANN202 - click's Result
@@ -59,9 +59,9 @@ def test_never_overwrites_without_force(tmp_path: Path) -> None:
 
 def test_refused_config_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "spec.yaml"
-    result = _run("import", "llama-factory", str(DPO), "-o", str(out))
+    result = _run("import", "axolotl", str(BIGSTRAL), "-o", str(out))
     assert result.exit_code == 1
-    assert "stage" in result.stderr and "nothing written" in result.stderr
+    assert "unfrozen_parameters" in result.stderr and "nothing written" in result.stderr
     assert not out.exists()
 
 

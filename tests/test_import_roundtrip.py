@@ -33,7 +33,7 @@ AXOLOTL_DEFAULTS: dict[str, Any] = {
 # bf16/fp16 off: fp32).
 LLAMA_FACTORY_DEFAULTS: dict[str, Any] = {
     "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "learning_rate": 5e-5,
-    "cutoff_len": 2048, "lora_rank": 8, "lora_dropout": 0.0, "lora_target": "all",
+    "cutoff_len": 2048, "pref_beta": 0.1, "lora_rank": 8, "lora_dropout": 0.0, "lora_target": "all",
 }
 
 
@@ -50,6 +50,8 @@ def axolotl_effective(cfg: dict[str, Any]) -> dict[str, Any]:
         "batch": _get(cfg, "micro_batch_size", d) * _get(cfg, "gradient_accumulation_steps", d),
         "seq": _get(cfg, "sequence_len", d),
         "precision": "bf16" if bf16 in (True, "auto") else "fp16" if fp16 is True else "fp32",
+        "objective": ("sft", None),
+        "too_long": "skip",  # Axolotl drops rows longer than sequence_len
     }
     if cfg.get("adapter"):
         targets = "all-linear" if cfg.get("lora_target_linear") is True else list(_get(cfg, "lora_target_modules", d))
@@ -64,13 +66,23 @@ def llama_factory_effective(cfg: dict[str, Any]) -> dict[str, Any]:
         "learning_rate": float(_get(cfg, "learning_rate", d)),
         "batch": _get(cfg, "per_device_train_batch_size", d) * _get(cfg, "gradient_accumulation_steps", d),
         "seq": _get(cfg, "cutoff_len", d),
-        "precision": "bf16" if cfg.get("bf16") is True else "fp16" if cfg.get("fp16") is True else "fp32",
+        "precision": "bf16-pure" if cfg.get("pure_bf16") is True else "bf16" if cfg.get("bf16") is True
+        else "fp16" if cfg.get("fp16") is True else "fp32",
     }
     if cfg.get("finetuning_type", "lora") == "lora":
         rank = _get(cfg, "lora_rank", d)
         target = str(_get(cfg, "lora_target", d))
         targets = "all-linear" if target == "all" else [t.strip() for t in target.split(",")]
         effective["lora"] = (rank, cfg.get("lora_alpha") or 2 * rank, float(_get(cfg, "lora_dropout", d)), targets)
+    stage = cfg.get("stage", "sft")
+    loss = cfg.get("pref_loss", "sigmoid")
+    objective = {"sft": "sft", "pt": "sft", "rm": "reward", "kto": "kto"}.get(stage, loss if loss in ("orpo", "simpo")
+                                                                               else "dpo")
+    effective["objective"] = (objective, None) if objective in ("sft", "reward") else (objective, float(
+        _get(cfg, "pref_beta", d)))
+    # LLaMA-Factory cuts rows longer than cutoff_len. Pre-training text it cuts into blocks, dropping nothing: ftc
+    # has no block cutting, so the import keeps skip there and warns at `stage`.
+    effective["too_long"] = "skip" if stage == "pt" else "truncate"
     return effective
 
 
@@ -93,6 +105,9 @@ def ftc_effective(spec: Path) -> dict[str, Any]:
         lora = s.method.lora
         targets = lora.target_modules if lora.target_modules == "all-linear" else list(lora.target_modules)
         effective["lora"] = (lora.r, lora.alpha, float(lora.dropout), targets)
+    objective = s.objective.type if s.objective is not None else "sft"
+    effective["objective"] = (objective, None) if objective == "sft" else (objective, s.objective.beta)
+    effective["too_long"] = s.data.too_long
     return effective
 
 
@@ -124,6 +139,8 @@ MINIMAL = [
                       "lora_target: q_proj,v_proj\nlora_dropout: 0.1\nfp16: true\ndataset: rows.jsonl\n"),
     ("llama-factory", "model_name_or_path: meta-llama/Llama-3.2-1B\nfinetuning_type: full\nbf16: true\n"
                       "learning_rate: 1.0e-5\ndataset: rows.jsonl\ncutoff_len: 4096\n"),
+    ("llama-factory", "model_name_or_path: meta-llama/Llama-3.2-1B\nfinetuning_type: full\npure_bf16: true\n"
+                      "learning_rate: 1.0e-5\ndataset: rows.jsonl\n"),
 ]
 
 
@@ -145,4 +162,5 @@ def test_the_comparison_sees_a_difference(tmp_path: Path) -> None:
                     encoding="utf-8")
     theirs = llama_factory_effective(yaml.safe_load(source.read_text(encoding="utf-8")))
     ours = ftc_effective(bare)
-    assert {k for k in theirs if ours[k] != theirs[k]} == {"learning_rate", "batch", "precision", "lora"}
+    assert {k for k in theirs if ours[k] != theirs[k]} == {"learning_rate", "batch", "precision", "lora",
+                                                                 "too_long"}

@@ -7,8 +7,9 @@ from typing import Any
 
 from . import mapping
 from .axolotl_keys import REFUSED, TOOL_ONLY, WARNED
+from .axolotl_objective import objective
 from .common import Builder, is_unset
-from .datasets import local_or_placeholder
+from .datasets import data_source, shown
 from .mapping import explicit, flag, skip_unset
 
 ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further "
@@ -16,9 +17,10 @@ ALPACA_PREAMBLE = ("Below is an instruction that describes a task, paired with a
 
 
 def import_axolotl(b: Builder) -> None:
+    kind = objective(b)
     _method(b)
     _lora(b)
-    _data(b)
+    _data(b, kind)
     _training(b)
     _performance(b)
     _monitoring(b)
@@ -119,44 +121,60 @@ def _lora(b: Builder) -> None:
         b.carried("peft_use_rslora", "method.lora.rslora", flag(b.source["peft_use_rslora"]))
 
 
-_TYPES = {"alpaca": "alpaca", "chat_template": "chat", "sharegpt": "chat", "completion": "text",
+_TYPES = {"alpaca": "alpaca", "chat_template": "chat", "sharegpt": "sharegpt", "completion": "text",
           "pretrain": "text"}
 
 
-def _data(b: Builder) -> None:
+def _data(b: Builder, objective: str | None) -> None:
     datasets = b.source.get("datasets")
     fmt = "alpaca"
     if isinstance(datasets, list) and datasets and isinstance(datasets[0], dict):
         first: dict[str, Any] = datasets[0]
         kind = str(first.get("type") or "")
         fmt = _TYPES.get(kind.split(".")[0] if kind.startswith("chat_template") else kind, "")
+        if objective is not None:
+            fmt = "unpaired" if objective == "kto" else "preference"
         if not fmt:
             b.no_home("datasets", f"datasets[0].type {kind!r} has no ftc row format (alpaca, chat_template, "
                                   "sharegpt, completion, pretrain): its prompt text would differ", "error")
             return
         reference = str(first.get("data_files") or first.get("path") or "")
-        path, notes = local_or_placeholder(reference, b.path, first.get("split"))
-        b.put("data.train.path", path, f"datasets[0].path: {first.get('path')}")
+        source, notes = data_source(reference, b.path, first.get("split"), first.get("name"),
+                                      "datasets[0].split")
+        where, value = next(iter(source.items()))
+        b.put(f"data.train.{where}", value, f"datasets[0].path: {first.get('path')}")
         b.put("data.train.format", fmt, f"datasets[0].type: {kind}")
-        entry = b.translated("datasets", ("data.train.path", "data.train.format"),
-                             f"datasets[0] → data.train (path {path}, format {fmt})")
+        entry = b.translated("datasets", (f"data.train.{where}", "data.train.format"),
+                             f"datasets[0] → data.train ({shown(source)}, format {fmt})")
         entry.notes.extend(notes)
-        if kind == "alpaca":
+        if objective is not None:
+            columns = "prompt, completion and label" if fmt == "unpaired" else "prompt, chosen and rejected"
+            entry.notes.append(("warning", f"datasets[0].type {kind or '(none)'!r} is an Axolotl prompt strategy "
+                                           f"for {objective} rows, with its own columns and prompt text: ftc's {fmt} "
+                                           f"rows are {columns} (text or chat messages); convert the file"))
+        elif kind == "alpaca":
             entry.notes.append(("warning", "Axolotl's alpaca prompt starts with the preamble \"" + ALPACA_PREAMBLE
                                 + "\"; ftc's alpaca prompt has no preamble (no home yet for prompt text): the "
                                 "model sees the same ### Instruction / ### Response layout without it"))
-        _dataset_fields(entry.notes, first, kind)
+        if objective is None and _dataset_fields(b, entry.notes, first, fmt) != fmt:
+            fmt = "sharegpt"
+            b.put("data.train.format", fmt, f"datasets[0].type: {kind} with ShareGPT's conversations of from/value")
+            entry.notes[0] = ("info", f"datasets[0] → data.train ({shown(source)}, format {fmt})")
         if len(datasets) > 1:
             rest = ", ".join(str(d.get("path")) for d in datasets[1:] if isinstance(d, dict))
-            entry.notes.append(("warning", f"no home yet for mixtures: ftc trains on one file; datasets[1:] ({rest}) "
-                                           "must be merged into it"))
+            # Axolotl concatenates the datasets whole, so each one's share is its size. data.mixture would need
+            # those sizes as `rows` counts, which the config does not hold: the user merges or counts them.
+            entry.notes.append(("warning", f"Axolotl concatenates the datasets whole (each one's share is its size, "
+                                           f"unknown here): datasets[1:] ({rest}) are not imported; merge their rows "
+                                           "into data.train, or list them in data.mixture with a `rows` count each "
+                                           "(its size, and data.train's too)"))
     elif "datasets" in b.source:
         b.no_home("datasets", "not a list of datasets", "error")
     if "chat_template" in b.source:
         if skip_unset(b, "chat_template", "data.train.chat_template"):
             pass
         else:
-            mapping.chat_template(b, "chat_template", str(b.source["chat_template"]), fmt == "chat")
+            mapping.chat_template(b, "chat_template", str(b.source["chat_template"]), fmt in ("chat", "sharegpt"))
     if "sequence_len" in b.source and not skip_unset(b, "sequence_len", "data.max_seq_length"):
         b.carried("sequence_len", "data.max_seq_length", b.number("sequence_len", int),
                   "Axolotl drops longer rows, and so does ftc (it counts them)")
@@ -171,31 +189,49 @@ def _data(b: Builder) -> None:
     _validation(b)
 
 
-def _dataset_fields(notes: list, first: dict[str, Any], kind: str) -> None:
-    known = {"path", "type", "data_files", "ds_type"}
+# Axolotl's default role map of chat_template rows (src/axolotl/prompt_strategies/chat_template.py): the values
+# besides ftc's own role names.
+_AXOLOTL_ROLES = {"human": "user", "gpt": "assistant"}
+
+
+def _dataset_fields(b: Builder, notes: list, first: dict[str, Any], fmt: str) -> str:
+    """The row layout of datasets[0] (field_messages, message_property_mappings, roles) as data.train.fields and
+    roles; returns the format (sharegpt when the layout is ShareGPT's own: conversations of from/value turns)."""
+    known = {"path", "type", "data_files", "ds_type", "split", "name", "field_messages",
+             "message_property_mappings", "roles"}
     for key, value in first.items():
-        if key in known or is_unset(value):
-            continue
-        if key == "split":
-            if value != "train":
-                notes.append(("warning", f"datasets[0].split {value!r}: no home yet for splits and slices: "
-                                         "save exactly those rows to the file"))
-        elif key == "field_messages":
-            if value != "messages":
-                notes.append(("warning", f"datasets[0].field_messages {value!r}: no home yet for field mapping: "
-                                         f"ftc's chat rows keep their turns in `messages`; rename `{value}`"))
-        elif key == "message_property_mappings":
-            if value != {"role": "role", "content": "content"}:
-                notes.append(("warning", f"datasets[0].message_property_mappings {value}: no home yet for field "
-                                         "mapping: ftc's turns are {role, content} with roles system/user/"
-                                         "assistant; rename the fields (and human/gpt roles) in the file"))
-        elif key == "roles":
-            notes.append(("info", "datasets[0].roles: ftc reads the roles system, user and assistant"))
-        else:
+        if key not in known and not is_unset(value):
             notes.append(("warning", f"datasets[0].{key}: no home in ftc"))
-    if kind == "sharegpt":
-        notes.append(("warning", "sharegpt rows ({from, value} turns, human/gpt roles): no home yet for field "
-                                 "mapping: convert them to {role, content} messages"))
+    if fmt != "chat":
+        return fmt
+    props = first.get("message_property_mappings") or {}
+    layout = {"messages": str(first.get("field_messages") or "messages"), "role": str(props.get("role", "role")),
+              "content": str(props.get("content", "content"))}
+    for key in sorted(set(props) - {"role", "content"}):
+        notes.append(("warning", f"datasets[0].message_property_mappings.{key}: no home in ftc"))
+    if layout == {"messages": "conversations", "role": "from", "content": "value"}:
+        fmt, fields = "sharegpt", {}
+    else:
+        fields = {k: v for k, v in layout.items() if v != k}
+    roles: dict[str, str] = {}
+    given = first.get("roles")
+    if isinstance(given, dict) and given:
+        for role, values in given.items():
+            for value in values if isinstance(values, list) else [values]:
+                if role not in ("system", "user", "assistant", "tool"):
+                    notes.append(("warning", f"datasets[0].roles.{role}: ftc trains the roles system, user, "
+                                             "assistant and tool"))
+                elif str(value) != role:
+                    roles[str(value)] = role
+        if fmt == "sharegpt":
+            roles = {k: v for k, v in roles.items() if _AXOLOTL_ROLES.get(k) != v}
+    elif fields:
+        roles = dict(_AXOLOTL_ROLES)  # rows not in ftc's own layout: Axolotl reads human and gpt as well
+    if fields:
+        b.put("data.train.fields", fields, "datasets[0].field_messages / message_property_mappings")
+    if roles:
+        b.put("data.train.roles", roles, "datasets[0].roles" if given else "Axolotl's default roles")
+    return fmt
 
 
 def _validation(b: Builder) -> None:

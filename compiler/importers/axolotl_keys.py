@@ -57,7 +57,6 @@ WARNED = {
 REFUSED = {
     "unfrozen_parameters": "training only some parameters of the base has no ftc method (full trains all of them)",
     "lora_model_dir": "starting from an existing adapter has no home in ftc",
-    "rl": "no home yet for preference or RL objectives (DPO, KTO, ORPO, GRPO, ...): ftc trains supervised",
     "tokens": "adding tokens to the vocabulary has no home in ftc (it resizes the embeddings)",
     "peft_layers_to_transform": "adapting only some layers has no home in ftc",
     "loraplus_lr_ratio": "no home for LoRA+ (a different learning rate for LoRA B)",

@@ -9,10 +9,14 @@ from typing import Any
 
 from . import mapping
 from .common import Builder, Entry, is_unset
-from .datasets import local_or_placeholder
+from .datasets import data_source, shown
 from .llama_factory_keys import REFUSED, TOOL_ONLY, WARNED
+from .llama_factory_layouts import alpaca_layout, ranked, sharegpt_layout, text_layout
+from .llama_factory_objective import preference
 from .mapping import explicit, flag, skip_unset
 
+# LLaMA-Factory stage → ftc objective.type (sft and pt train supervised).
+_OBJECTIVES = {"dpo": "dpo", "kto": "kto", "rm": "reward"}
 _ATTENTION = {"auto": "auto", "fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}
 
 
@@ -27,9 +31,13 @@ def import_llama_factory(b: Builder) -> None:
                                            "cutoff_len tokens, attending across documents; ftc packs whole rows "
                                            "without attention across them and skips rows longer than "
                                            "data.max_seq_length"))
+        elif stage in _OBJECTIVES:
+            b.set_translated("stage", "objective.type", _OBJECTIVES[stage], f"objective.type {_OBJECTIVES[stage]}"
+                             + (" (a sequence classifier trained on ranked pairs)" if stage == "rm" else ""))
         else:
-            b.no_home("stage", f"stage {stage!r}: no home yet for preference, reward and RL objectives (dpo, kto, "
-                               "rm, ppo): ftc trains supervised", "error")
+            b.no_home("stage", f"stage {stage!r}: no home for PPO with a separate reward model (ftc's RL "
+                               "objective is grpo with reward functions)", "error")
+    preference(b, stage)
     _method(b)
     _lora(b)
     _data(b, stage)
@@ -149,52 +157,41 @@ def _dataset_info(b: Builder) -> tuple[dict[str, Any], str | None]:
 
 
 def _dataset(b: Builder, name: str, info: dict[str, Any], folder: str | None, stage: str,
-             entry: Entry) -> tuple[str, str]:
-    """(path, format) of one LLaMA-Factory dataset name, with notes on `entry`."""
+             entry: Entry) -> tuple[dict[str, Any], str]:
+    """(source, format) of one LLaMA-Factory dataset name, with notes on `entry`."""
     attrs = info.get(name)
     if folder is None or not isinstance(attrs, dict):
-        path, notes = local_or_placeholder(name, b.path)
+        path, notes = data_source(name, b.path)
         entry.notes.extend(notes)
         entry.notes.append(("warning", f"{name!r} was not found in dataset_info.json (looked for "
                                        f"{b.value('dataset_dir', 'data')}/dataset_info.json beside the config and "
                                        "above it): LLaMA-Factory's default row format (alpaca) assumed"))
         return path, "text" if stage == "pt" else "alpaca"
     if "file_name" in attrs:
-        path = str(Path(folder) / str(attrs["file_name"]))
+        path: dict[str, Any] = {"path": str(Path(folder) / str(attrs["file_name"]))}
     else:
         hub = attrs.get("hf_hub_url") or attrs.get("ms_hub_url") or attrs.get("script_url") or name
-        path, notes = local_or_placeholder(str(hub), b.path, attrs.get("split"))
+        path, notes = data_source(str(hub), b.path, attrs.get("split"), attrs.get("subset"))
+        if "hf_hub_url" not in attrs and "hub" in path:  # a ModelScope id or a script, not a Hugging Face one
+            path = {"path": f"data/{name}.jsonl"}
+            notes = [("warning", f"{name!r} is read from {hub!r} (ModelScope or a loading script): ftc reads "
+                                 f"local files and the Hugging Face Hub; save its rows to {path['path']}")]
         entry.notes.extend(notes)
     formatting = attrs.get("formatting", "alpaca")
     columns, tags = attrs.get("columns") or {}, attrs.get("tags") or {}
+    if "kto_tag" in columns:
+        entry.notes.append(("warning", f"{name!r} is {formatting} rows labelled by {columns['kto_tag']!r}: ftc's "
+                                       "unpaired rows are prompt, completion and label (true/false); convert the "
+                                       "file"))
+        return path, "unpaired"
     if attrs.get("ranking"):
-        entry.notes.append(("error", f"{name!r} holds ranked pairs (chosen/rejected): no home yet for preference "
-                                     "data"))
+        return path, ranked(name, formatting, columns, tags, entry)
     if stage == "pt":
-        column = columns.get("prompt", "text")
-        if column != "text":
-            entry.notes.append(("warning", f"{name!r} keeps its text in {column!r}: no home yet for field "
-                                           "mapping; ftc's text rows use `text`"))
-        return path, "text"
+        return {**path, **text_layout(columns)}, "text"
     if formatting == "sharegpt":
-        plain = (columns.get("messages", "conversations") == "messages"
-                 and tags.get("role_tag") == "role" and tags.get("content_tag") == "content"
-                 and tags.get("user_tag") == "user" and tags.get("assistant_tag") == "assistant")
-        if not plain:
-            entry.notes.append(("warning", f"{name!r} is sharegpt rows ({columns or 'conversations'}, "
-                                           f"{tags or 'from/value, human/gpt'}): no home yet for field mapping; "
-                                           "ftc's chat rows are `messages` of {role, content} with roles "
-                                           "system/user/assistant: convert the file"))
-        if set(columns) - {"messages", "system"}:
-            entry.notes.append(("warning", f"{name!r} has columns {sorted(set(columns) - {'messages', 'system'})} "
-                                           "(tools, images, ...): no home in ftc"))
-        return path, "chat"
-    standard = {"prompt": "instruction", "query": "input", "response": "output"}
-    renamed = {k: v for k, v in columns.items() if standard.get(k, k) != v}
-    if renamed:
-        entry.notes.append(("warning", f"{name!r} maps alpaca columns {renamed}: no home yet for field mapping; "
-                                       "ftc's alpaca rows use instruction, input and output"))
-    return path, "alpaca"
+        fmt, layout = sharegpt_layout(name, columns, tags, entry)
+        return {**path, **layout}, fmt
+    return {**path, **alpaca_layout(name, columns, entry)}, "alpaca"
 
 
 def _data(b: Builder, stage: str) -> None:
@@ -205,18 +202,26 @@ def _data(b: Builder, stage: str) -> None:
         entry = b.translated("dataset", ("data.train.path", "data.train.format"), "")
         entry.notes.clear()
         resolved = [_dataset(b, name, info, folder, stage, entry) for name in names]
-        path, fmt = resolved[0]
+        source, fmt = resolved[0]
         if len(names) > 1:
+            # LLaMA-Factory concatenates the datasets whole, so each one's share is its size. data.mixture would
+            # need those sizes as `rows` counts, which the config does not hold: one combined file is exact.
             stem = "+".join(names)
-            path = f"data/{stem}.jsonl"
-            entry.notes.append(("warning", f"no home yet for mixtures: ftc trains on one file; write the rows of "
-                                           f"{', '.join(p for p, _ in resolved)} into {path} (LLaMA-Factory "
-                                           "concatenates them)"))
-            if len({f for _, f in resolved}) > 1:
-                entry.notes.append(("error", "the datasets have different row formats: one ftc file has one"))
-        b.put("data.train.path", path, f"dataset: {b.source['dataset']}")
+            source = {"path": f"data/{stem}.jsonl"}
+            entry.notes.append(("warning", f"LLaMA-Factory concatenates the datasets whole (each one's share is its "
+                                           f"size, unknown here): write the rows of "
+                                           f"{', '.join(shown(s) for s, _ in resolved)} into {source['path']}, or "
+                                           "list them in data.mixture with a `rows` count each (its size)"))
+            layouts = {repr((f, s.get("fields"), s.get("roles"))) for s, f in resolved}
+            if len(layouts) > 1:
+                entry.notes.append(("error", "the datasets have different row layouts: one ftc file has one"))
+            source.update({k: v for k, v in resolved[0][0].items() if k in ("fields", "roles")})
+        entry.ftc = tuple(f"data.train.{key}" for key in source) + ("data.train.format",)
+        for key, value in source.items():
+            b.put(f"data.train.{key}", value, f"dataset: {b.source['dataset']}" if key in ("path", "hub")
+                  else f"dataset_info.json columns/tags of {names[0]}")
         b.put("data.train.format", fmt, "dataset_info.json formatting" if folder else "LLaMA-Factory's default")
-        entry.notes.insert(0, ("info", f"{', '.join(names)} → data.train (path {path}, format {fmt})"))
+        entry.notes.insert(0, ("info", f"{', '.join(names)} → data.train ({shown(source)}, format {fmt})"))
         if fmt == "alpaca" and "template" in b.source:
             entry.notes.append(("warning", f"LLaMA-Factory renders alpaca rows through template "
                                            f"{b.source['template']!r} (the model's chat format); ftc's alpaca format "
@@ -228,20 +233,29 @@ def _data(b: Builder, stage: str) -> None:
     if "eval_dataset" in b.source and not skip_unset(b, "eval_dataset", "data.validation.path"):
         entry = b.translated("eval_dataset", "data.validation.path", "")
         entry.notes.clear()
-        path, _ = _dataset(b, _split(b.source["eval_dataset"])[0], info, folder, stage, entry)
-        b.put("data.validation", {"path": path}, "eval_dataset")
-        entry.notes.insert(0, ("info", f"data.validation.path {path}"))
+        source, _ = _dataset(b, _split(b.source["eval_dataset"])[0], info, folder, stage, entry)
+        mapped = {k: source.pop(k) for k in ("fields", "roles") if k in source}
+        if mapped:
+            entry.notes.append(("warning", f"the validation rows are laid out as {mapped}: data.validation has no "
+                                           "field or role mapping; convert them to the training data's layout"))
+        b.put("data.validation", source, "eval_dataset")
+        entry.notes.insert(0, ("info", f"data.validation: {shown(source)}"))
     if "template" in b.source and not skip_unset(b, "template", "data.train.chat_template"):
-        mapping.chat_template(b, "template", str(b.source["template"]), fmt == "chat")
+        mapping.chat_template(b, "template", str(b.source["template"]), fmt in ("chat", "sharegpt"))
     key = "cutoff_len"
     if key in b.source and not skip_unset(b, key, "data.max_seq_length"):
         b.put("data.max_seq_length", b.number(key, int), key)
-        b.translated(key, "data.max_seq_length", "LLaMA-Factory truncates longer rows; ftc skips them (and counts "
-                     "them): no home yet for truncation, so rows over the limit are left out instead of cut"
-                     if stage != "pt" else "the block length of the packed text (see stage)", "warning")
+        b.translated(key, "data.max_seq_length", "LLaMA-Factory cuts longer rows to fit: data.too_long truncate"
+                     if stage != "pt" else "the block length of the packed text (see stage)")
     if not b.has("data.max_seq_length"):
-        b.default("data.max_seq_length", 2048, "LLaMA-Factory default cutoff_len 2048 (it truncates longer rows; "
-                                               "ftc skips them)")
+        b.default("data.max_seq_length", 2048, "LLaMA-Factory default cutoff_len 2048")
+    if stage != "pt":
+        # LLaMA-Factory cuts a long row's prompt and response in proportion to their lengths; ftc keeps the
+        # whole prompt and cuts the response (skipping a row whose prompt alone is too long): close, not equal.
+        b.default("data.too_long", "truncate", "LLaMA-Factory truncates rows longer than cutoff_len (prompt and "
+                                               "response in proportion to their lengths); ftc keeps the whole "
+                                               "prompt, cuts the response and skips a row whose prompt alone is "
+                                               "too long; ftc's default skips every long row")
     packing_default = stage == "pt"
     if "neat_packing" in b.source and flag(b.source["neat_packing"]):
         b.set_translated("neat_packing", "data.packing", True, "packing without attention across rows, as ftc")
@@ -335,9 +349,13 @@ def _training(b: Builder) -> None:
             b.translated(key, "training.precision", f"precision {precision}")
     if "pure_bf16" in b.source:
         if flag(b.source["pure_bf16"]):
-            b.put("training.precision", "bf16", "pure_bf16 (mixed bf16 in ftc)")
-            b.no_home("pure_bf16", "no home yet for pure bf16 (bf16 weights and optimizer states): ftc trains in "
-                                   "mixed bf16, which needs more memory and rounds less")
+            if is_unset(b.source.get("deepspeed")):
+                b.set_translated("pure_bf16", "training.precision", "bf16-pure", "bf16 weights and optimizer "
+                                 "states, without fp32 master weights")
+            else:
+                b.put("training.precision", "bf16", "pure_bf16 with DeepSpeed: mixed bf16")
+                b.translated("pure_bf16", "training.precision", "mixed bf16: ftc's pure bf16 does not run under "
+                                                                "DeepSpeed, which keeps fp32 master weights", "warning")
         else:
             b.translated("pure_bf16", "training.precision", "false: mixed precision")
     if precision == "fp32" and not flag(b.source.get("pure_bf16")) and "bf16" not in b.source \
